@@ -1,0 +1,1 @@
+"""The agent: flags, config, scheduler, differ, loggers, remote client."""

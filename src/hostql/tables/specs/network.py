@@ -1,0 +1,7 @@
+"""Table specs: network."""
+
+from __future__ import annotations
+
+from hostql.tables.spec import TableSpec
+
+TABLES: list[TableSpec] = []
