@@ -74,7 +74,9 @@ class Connection:
         self.modules: dict[str, TableModule] = {}
         for name, spec in self.tables.items():
             module = TableModule(spec, self.runtime, self.platform)
-            self.db.create_module(name, module, use_bestindex_object=True, eponymous_only=True, read_only=True)
+            self.db.create_module(
+                name, module, use_bestindex_object=True, eponymous_only=True, read_only=True  # type: ignore[arg-type]
+            )
             self.modules[name] = module
         for spec in self.tables.values():
             for alias in spec.aliases:
@@ -94,15 +96,24 @@ class Connection:
         self.db.close()
 
     def execute(self, sql: str, bindings: tuple[Any, ...] | dict[str, Any] | None = None) -> QueryResult:
-        """Run ``sql``; columns and types are those of its first statement."""
+        """Run ``sql``; the result is that of its last statement."""
+        description: tuple[tuple[Any, ...], ...] = ()
+        rows: list[tuple[Any, ...]] = []
+
+        def start_statement(cursor: apsw.Cursor, statement: str, params: Any) -> bool:
+            # The description is readable before the first step even when the
+            # statement returns no rows, which is the only way to get column
+            # names of an empty result.
+            nonlocal description, rows
+            description = cursor.description
+            rows = []
+            return True
+
         try:
             cursor = self.db.cursor()
-            cursor.execute(sql, bindings)
-            try:
-                description = cursor.description
-            except apsw.ExecutionCompleteError:
-                description = ()
-            rows = list(cursor)
+            cursor.exec_trace = start_statement
+            for row in cursor.execute(sql, bindings):
+                rows.append(row)
         except apsw.Error as exc:
             raise QueryError(_error_message(exc)) from exc
         columns = tuple(d[0] for d in description)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 def _compare_plain(a: str, b: str) -> int:
     """Compare dot/dash separated versions, numeric parts numerically."""
-    pa = [p for p in _split(a)]
-    pb = [p for p in _split(b)]
+    pa = _split(a)
+    pb = _split(b)
     for x, y in zip(pa, pb):
         if x == y:
             continue

@@ -199,7 +199,7 @@ class VirtualTable:
 
 
 class Cursor:
-    __slots__ = ("module", "_iter", "_row", "_eof", "_rowid", "_width", "_types", "_conv", "_names", "_source")
+    __slots__ = ("_conv", "_eof", "_iter", "_names", "_row", "_rowid", "_source", "_types", "_width", "module")
 
     def __init__(self, module: TableModule) -> None:
         self.module = module

@@ -1,7 +1,133 @@
-"""Table specs: osquery."""
+"""Table specs: the agent's view of itself (osquery's utility tables)."""
 
 from __future__ import annotations
 
-from hostql.tables.spec import TableSpec
+from hostql.tables.spec import ALL_PLATFORMS, BIGINT, INTEGER, TEXT, Column, TableSpec, table
 
-TABLES: list[TableSpec] = []
+_IMPL = "hostql.tables.common.osquery_tables"
+
+TABLES: list[TableSpec] = [
+    table(
+        "osquery_info",
+        "Identity and health of the running hostql process (osquery-compatible).",
+        [
+            Column("pid", INTEGER, "Process ID of this agent or shell"),
+            Column("uuid", TEXT, "Host UUID the agent identifies with", collate="NOCASE"),
+            Column("instance_id", TEXT, "Random UUID made once per agent state store", ),
+            Column("version", TEXT, "osquery version whose behaviour hostql follows", collate="VERSION"),
+            Column("config_hash", TEXT, "SHA-1 over the loaded config sources", collate="NOCASE"),
+            Column("config_valid", INTEGER, "1 when the last config load succeeded"),
+            Column("extensions", TEXT, "'active' when the extension manager is serving, else 'inactive'"),
+            Column("build_platform", TEXT, "Platform this agent was built for"),
+            Column("build_distro", TEXT, "Distribution name reported for the build"),
+            Column("start_time", INTEGER, "Unix time this process started"),
+            Column("watcher", INTEGER, "PID of the watchdog process, -1 without one"),
+            Column("platform_mask", INTEGER, "osquery platform bitmask (Linux = 9)"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_info",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_flags",
+        "Every configuration flag with its type, default and value in force.",
+        [
+            Column("name", TEXT, "Flag name, without dashes"),
+            Column("type", TEXT, "Value type: bool, string, int32, uint64, ..."),
+            Column("description", TEXT, "What the flag controls"),
+            Column("default_value", TEXT, "Value when nothing sets the flag"),
+            Column("value", TEXT, "Value in force now"),
+            Column("shell_only", INTEGER, "1 when the flag only matters to the shell"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_flags",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_registry",
+        "Plugins registered in this process, by registry (table, config, logger, ...).",
+        [
+            Column("registry", TEXT, "Registry the plugin belongs to"),
+            Column("name", TEXT, "Plugin name"),
+            Column("owner_uuid", INTEGER, "Extension UUID that provides it, 0 for built-ins"),
+            Column("internal", INTEGER, "1 when the plugin is for internal use only"),
+            Column("active", INTEGER, "1 when the plugin is in use"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_registry",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_extensions",
+        "The core and every extension attached to this process.",
+        [
+            Column("uuid", BIGINT, "Route UUID; 0 is the core"),
+            Column("name", TEXT, "Extension name"),
+            Column("version", TEXT, "Extension version", collate="VERSION"),
+            Column("sdk_version", TEXT, "SDK version the extension was built with", collate="VERSION"),
+            Column("path", TEXT, "Socket path the extension listens on"),
+            Column("type", TEXT, "'core' or 'extension'"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_extensions",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_schedule",
+        "Scheduled queries with their run counters and resource use.",
+        [
+            Column("name", TEXT, "Scheduled query name (pack queries as pack_<pack>_<query>)"),
+            Column("query", TEXT, "SQL text"),
+            Column("interval", INTEGER, "Seconds between runs"),
+            Column("executions", BIGINT, "Runs so far"),
+            Column("last_executed", BIGINT, "Unix time of the last run"),
+            Column("denylisted", INTEGER, "1 when the query is skipped after a watchdog kill",
+                   aliases=("blacklisted",)),
+            Column("output_size", BIGINT, "Bytes of results produced so far"),
+            Column("wall_time", BIGINT, "Whole seconds spent running, summed"),
+            Column("wall_time_ms", BIGINT, "Milliseconds spent running, summed"),
+            Column("last_wall_time_ms", BIGINT, "Milliseconds the last run took"),
+            Column("user_time", BIGINT, "User CPU milliseconds, summed"),
+            Column("last_user_time", BIGINT, "User CPU milliseconds of the last run"),
+            Column("system_time", BIGINT, "System CPU milliseconds, summed"),
+            Column("last_system_time", BIGINT, "System CPU milliseconds of the last run"),
+            Column("average_memory", BIGINT, "Mean growth of resident memory per run, bytes"),
+            Column("last_memory", BIGINT, "Growth of resident memory in the last run, bytes"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_schedule",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_packs",
+        "Query packs loaded from the configuration.",
+        [
+            Column("name", TEXT, "Pack name"),
+            Column("platform", TEXT, "Platforms the pack is limited to"),
+            Column("version", TEXT, "Minimum agent version the pack asks for", collate="VERSION"),
+            Column("shard", INTEGER, "Percentage of hosts the pack runs on, 0 for all"),
+            Column("discovery_cache_hits", INTEGER, "Times a cached discovery answer was reused"),
+            Column("discovery_executions", INTEGER, "Times the discovery queries ran"),
+            Column("active", INTEGER, "1 when the pack's queries are scheduled here"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_packs",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+    table(
+        "osquery_events",
+        "Event publishers and subscribers and how much they have seen.",
+        [
+            Column("name", TEXT, "Publisher or subscriber name"),
+            Column("publisher", TEXT, "Publisher a subscriber listens to"),
+            Column("type", TEXT, "'publisher' or 'subscriber'"),
+            Column("subscriptions", INTEGER, "Subscriptions a publisher serves"),
+            Column("events", INTEGER, "Events handled"),
+            Column("refreshes", INTEGER, "Publisher run-loop restarts"),
+            Column("active", INTEGER, "1 running, 0 stopped, -1 never started"),
+        ],
+        portable=f"{_IMPL}:gen_osquery_events",
+        platforms=ALL_PLATFORMS,
+        utility=True,
+    ),
+]
