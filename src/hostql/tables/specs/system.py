@@ -37,7 +37,12 @@ TABLES: list[TableSpec] = [
         " vendor, model and serial numbers the firmware reports for the system and its board.",
         [
             Column("hostname", TEXT, "Host name as the kernel reports it"),
-            Column("uuid", TEXT, "System UUID from the firmware (DMI product UUID); empty when the firmware gives none", collate="NOCASE"),
+            Column(
+                "uuid",
+                TEXT,
+                "System UUID from the firmware (DMI product UUID); empty when the firmware gives none",
+                collate="NOCASE",
+            ),
             Column("cpu_type", TEXT, "Machine architecture, as in uname -m (for example x86_64)"),
             Column("cpu_subtype", TEXT, "CPU model number from /proc/cpuinfo"),
             Column("cpu_brand", TEXT, "Full CPU brand string (vendor and model name)"),
@@ -56,7 +61,12 @@ TABLES: list[TableSpec] = [
             Column("board_serial", TEXT, "Serial number of the main board (readable by root only)"),
             Column("computer_name", TEXT, "Short, human-facing machine name"),
             Column("local_hostname", TEXT, "Name the machine uses for itself on the local network"),
-            Column("emulated_cpu_type", TEXT, "CPU type the OS emulates for this process (Windows on ARM)", platforms=_ONLY_WINDOWS),
+            Column(
+                "emulated_cpu_type",
+                TEXT,
+                "CPU type the OS emulates for this process (Windows on ARM)",
+                platforms=_ONLY_WINDOWS,
+            ),
         ],
         linux=f"{_LINUX}:gen_system_info",
         portable=f"{_PORTABLE}:gen_system_info",
@@ -76,11 +86,26 @@ TABLES: list[TableSpec] = [
             Column("platform_like", TEXT, "Identifiers of the distributions this one derives from"),
             Column("codename", TEXT, "Release codename"),
             Column("arch", TEXT, "Machine architecture of the running kernel"),
-            Column("extra", TEXT, "Additional release qualifier (macOS rapid security responses)", platforms=_ONLY_DARWIN),
+            Column(
+                "extra", TEXT, "Additional release qualifier (macOS rapid security responses)", platforms=_ONLY_DARWIN
+            ),
             Column("install_date", BIGINT, "When the OS was installed, unix time", platforms=_ONLY_WINDOWS),
             Column("revision", INTEGER, "Update build revision number", platforms=_ONLY_WINDOWS),
-            Column("pid_with_namespace", INTEGER, "Read the release of the mount namespace this process lives in (containers)", additional=True, hidden=True, platforms=_ONLY_LINUX),
-            Column("mount_namespace_id", TEXT, "Inode of the mount namespace the row was read from", hidden=True, platforms=_ONLY_LINUX),
+            Column(
+                "pid_with_namespace",
+                INTEGER,
+                "Read the release of the mount namespace this process lives in (containers)",
+                additional=True,
+                hidden=True,
+                platforms=_ONLY_LINUX,
+            ),
+            Column(
+                "mount_namespace_id",
+                TEXT,
+                "Inode of the mount namespace the row was read from",
+                hidden=True,
+                platforms=_ONLY_LINUX,
+            ),
         ],
         linux=f"{_OSINFO}:gen_os_version",
         portable=f"{_PORTABLE}:gen_os_version",
@@ -96,9 +121,9 @@ TABLES: list[TableSpec] = [
             Column("revision", TEXT, "Firmware major.minor release"),
             Column("extra", TEXT, "Other platform-specific firmware details"),
             Column("firmware_type", TEXT, "How the machine booted: uefi or bios"),
-            Column("address", TEXT, "Segment address where the firmware image is mapped"),
-            Column("size", TEXT, "Size of the firmware ROM in bytes"),
-            Column("volume_size", INTEGER, "Size of the firmware volume, 0 when unknown"),
+            Column("address", TEXT, "Segment address where the firmware image is mapped", platforms=POSIX_PLATFORMS),
+            Column("size", TEXT, "Size of the firmware ROM in bytes", platforms=POSIX_PLATFORMS),
+            Column("volume_size", INTEGER, "Size of the firmware volume, 0 when unknown", platforms=POSIX_PLATFORMS),
         ],
         linux=f"{_SMBIOS}:gen_platform_info",
     ),
@@ -117,8 +142,7 @@ TABLES: list[TableSpec] = [
     ),
     table(
         "uptime",
-        "How long the system has been running since boot, whole and split into days,"
-        " hours, minutes and seconds.",
+        "How long the system has been running since boot, whole and split into days, hours, minutes and seconds.",
         [
             Column("days", INTEGER, "Whole days since boot"),
             Column("hours", INTEGER, "Hours past the whole days (0-23)"),
@@ -131,8 +155,7 @@ TABLES: list[TableSpec] = [
     ),
     table(
         "time",
-        "The current time: calendar parts in UTC, unix time, several text renderings and the"
-        " local time zone.",
+        "The current time: calendar parts in UTC, unix time, several text renderings and the local time zone.",
         [
             Column("weekday", TEXT, "Day of the week in UTC, e.g. Monday"),
             Column("year", INTEGER, "Year in UTC"),
@@ -154,8 +177,7 @@ TABLES: list[TableSpec] = [
     ),
     table(
         "cpu_time",
-        "Cumulative time each CPU core has spent in each execution state since boot, in"
-        " clock ticks.",
+        "Cumulative time each CPU core has spent in each execution state since boot, in clock ticks.",
         [
             Column("core", INTEGER, "Core number"),
             Column("user", BIGINT, "Ticks running user code"),
@@ -202,7 +224,9 @@ TABLES: list[TableSpec] = [
         [
             Column("memory_total", BIGINT, "Usable RAM in bytes"),
             Column("memory_free", BIGINT, "RAM in bytes that holds nothing at all"),
-            Column("memory_available", BIGINT, "Kernel estimate of RAM in bytes that new programs can get without swapping"),
+            Column(
+                "memory_available", BIGINT, "Kernel estimate of RAM in bytes that new programs can get without swapping"
+            ),
             Column("buffers", BIGINT, "RAM in bytes used as block-device buffers"),
             Column("cached", BIGINT, "RAM in bytes used by the page cache"),
             Column("swap_cached", BIGINT, "Bytes that were swapped out and back in but are still in swap"),
@@ -220,15 +244,18 @@ TABLES: list[TableSpec] = [
         "System load averages over one, five and fifteen minutes.",
         [
             Column("period", TEXT, "Averaging window: 1m, 5m or 15m"),
-            Column("average", TEXT, "Mean count of runnable (and, on Linux, uninterruptible) tasks over the window, six decimals"),
+            Column(
+                "average",
+                TEXT,
+                "Mean count of runnable (and, on Linux, uninterruptible) tasks over the window, six decimals",
+            ),
         ],
         portable=f"{_PORTABLE}:gen_load_average",
         platforms=POSIX_PLATFORMS,
     ),
     table(
         "ulimit_info",
-        "Resource limits (as getrlimit reports them) that apply to the hostql process and"
-        " anything it starts.",
+        "Resource limits (as getrlimit reports them) that apply to the hostql process and anything it starts.",
         [
             Column("type", TEXT, "Resource name, e.g. nofile, stack, core"),
             Column("soft_limit", TEXT, "Limit currently enforced, or 'unlimited'"),
@@ -268,8 +295,7 @@ TABLES: list[TableSpec] = [
     ),
     table(
         "mounts",
-        "Filesystems mounted in hostql's mount namespace, with their options and block and"
-        " inode usage.",
+        "Filesystems mounted in hostql's mount namespace, with their options and block and inode usage.",
         [
             Column("device", TEXT, "Source of the mount as the kernel records it (device node or pseudo name)"),
             Column("device_alias", TEXT, "Source with symbolic links resolved"),
