@@ -30,7 +30,8 @@ def etc_paths(kind: str, root: str = "/", windows: bool | None = None) -> list[s
     if windows is None:
         windows = sys.platform == "win32"
     if windows:
-        system_root = os.environ.get("SystemRoot", r"C:\Windows")
+        # Windows environment names are case-insensitive; SYSTEMROOT is %SystemRoot%.
+        system_root = os.environ.get("SYSTEMROOT", r"C:\Windows")
         base = os.path.join(system_root, "System32", "drivers", "etc")
         return [os.path.join(base, name) for name in _WINDOWS_NAMES.get(kind, (kind,))]
     return [os.path.join(root, "etc", kind)]
@@ -276,27 +277,37 @@ def _views(ctx: QueryContext) -> Iterator[tuple[str, int]]:
         yield root, pid
 
 
+def _read_all(kind: str, root: str, windows: bool | None) -> Iterator[str]:
+    for path in etc_paths(kind, root, windows):
+        text = _read_text(path)
+        if text is not None:
+            yield text
+
+
+def read_hosts(root: str = "/", windows: bool | None = None) -> list[tuple[str, str | None]]:
+    return [row for text in _read_all("hosts", root, windows) for row in parse_hosts(text)]
+
+
+def read_services(root: str = "/", windows: bool | None = None) -> list[tuple[str, int, str, str, str | None]]:
+    return [row for text in _read_all("services", root, windows) for row in parse_services(text)]
+
+
+def read_protocols(root: str = "/", windows: bool | None = None) -> list[tuple[str, int, str | None, str | None]]:
+    return [row for text in _read_all("protocols", root, windows) for row in parse_protocols(text)]
+
+
 def gen_etc_hosts(ctx: QueryContext) -> Iterator[tuple[str, str | None, int]]:
     for root, pid in _views(ctx):
-        for path in etc_paths("hosts", root):
-            text = _read_text(path)
-            if text is not None:
-                for address, names in parse_hosts(text):
-                    yield address, names, pid
+        for address, names in read_hosts(root):
+            yield address, names, pid
 
 
 def gen_etc_services(ctx: QueryContext) -> Iterator[tuple[str, int, str, str, str | None]]:
-    for path in etc_paths("services"):
-        text = _read_text(path)
-        if text is not None:
-            yield from parse_services(text)
+    yield from read_services()
 
 
 def gen_etc_protocols(ctx: QueryContext) -> Iterator[tuple[str, int, str | None, str | None]]:
-    for path in etc_paths("protocols"):
-        text = _read_text(path)
-        if text is not None:
-            yield from parse_protocols(text)
+    yield from read_protocols()
 
 
 def read_resolvers(root: str = "/", hostname: str | None = None) -> ResolverConfig | None:

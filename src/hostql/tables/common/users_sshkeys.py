@@ -148,6 +148,11 @@ def _curve(oid: str) -> tuple[str, str, int, int]:
     return "ec", name, bits, ec_security_bits(bits) if bits > 0 else -1
 
 
+def _fixed(oid: str) -> tuple[str, str, int, int]:
+    key_type, bits, sec = _FIXED[oid]
+    return key_type, "", bits, sec
+
+
 def _rsa_pkcs1(der: bytes) -> tuple[str, str, int, int]:
     fields = _der_sequence(der)
     bits = _der_int_bits(der, fields[1])
@@ -185,8 +190,7 @@ def _pkcs8(der: bytes) -> tuple[str, str, int, int]:
         n_bits = _der_int_bits(der, params[2]) if oid == _OID_DHX and len(params) > 2 else -1
         return "dh", "", l_bits, ffc_security_bits(l_bits, n_bits)
     if oid in _FIXED:
-        key_type, bits, sec = _FIXED[oid]
-        return key_type, "", bits, sec
+        return _fixed(oid)
     return UNKNOWN
 
 
@@ -249,9 +253,9 @@ def _ssh_public(blob: bytes) -> tuple[str, str, int, int]:
         curve = reader.string().decode("ascii", errors="replace")
         return _curve(_SSH_CURVES.get(curve, ""))
     if name in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
-        return _FIXED["1.3.101.112"][0], "", _FIXED["1.3.101.112"][1], _FIXED["1.3.101.112"][2]
+        return _fixed("1.3.101.112")
     if name == "ssh-ed448":
-        return _FIXED["1.3.101.113"][0], "", _FIXED["1.3.101.113"][1], _FIXED["1.3.101.113"][2]
+        return _fixed("1.3.101.113")
     return UNKNOWN
 
 
@@ -260,16 +264,18 @@ def _openssh(payload: bytes) -> KeyInfo:
         return KeyInfo(False, *UNKNOWN)
     reader = _SshReader(payload, len(_OPENSSH_MAGIC))
     try:
-        cipher = reader.string()
+        encrypted = reader.string() != b"none"  # cipher name
+    except ValueError:
+        return KeyInfo(False, *UNKNOWN)
+    try:
         reader.string()  # kdf name
         reader.string()  # kdf options
-        count = reader.uint32()
-        encrypted = cipher != b"none"
-        if count < 1:
+        if reader.uint32() < 1:
             return KeyInfo(encrypted, *UNKNOWN)
+        # The first public key is stored in clear even when the private part is not.
         return KeyInfo(encrypted, *_ssh_public(reader.string()))
     except ValueError:
-        return KeyInfo(cipher != b"none" if "cipher" in locals() else False, *UNKNOWN)
+        return KeyInfo(encrypted, *UNKNOWN)
 
 
 # --- entry point --------------------------------------------------------------

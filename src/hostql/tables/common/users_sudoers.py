@@ -102,5 +102,4 @@ def parse_sudoers(root: str = "/", path: str = SUDOERS_PATH) -> Iterator[tuple[s
     """(source, header, rule_details) for every rule line of ``path`` and its includes."""
     rows: list[Row] = []
     _parse_file(root, path, 1, rows)
-    for source, header, details in rows:
-        yield source, header, details
+    yield from ((source, header, details) for source, header, details in rows)

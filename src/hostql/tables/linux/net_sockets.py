@@ -84,7 +84,7 @@ def _pid_filter(ctx: QueryContext) -> set[int] | None:
 def collect(ctx: QueryContext, root: str = "/", listening_only: bool = False
             ) -> Iterator[tuple[SocketEntry, Any, Any, str]]:
     """Yield ``(socket, pid, fd, net_namespace)`` for every socket to report."""
-    pid_filter = _pid_filter(ctx) if ctx.table.column_names[0] == "pid" and ctx.table.column("pid").additional else None
+    pid_filter = _pid_filter(ctx)
     need_owners = pid_filter is not None or ctx.any_used(("pid", "fd"))
     pids = sorted(pid_filter) if pid_filter is not None else list_pids(root)
     own_ns = net_namespace(root, "self")

@@ -144,6 +144,8 @@ def process_rows(ctx: QueryContext, root: str = "/") -> Iterator[tuple[Any, ...]
             continue
         if need_exe:
             path = procfs.read_link(base + "exe")
+            if path == "" and not os.path.isdir(base):
+                continue  # not a kernel thread without an executable: the process exited
             if need_on_disk or (path and path.endswith(_DELETED)):
                 on_disk, path = _on_disk(path, base + "exe")
         if need_cwd:
@@ -205,7 +207,7 @@ def memory_map_rows(ctx: QueryContext, root: str = "/") -> Iterator[tuple[Any, .
     proc = procfs.proc_dir(root)
     for pid in procfs.select_pids(ctx.equals("pid"), root):
         try:
-            data = procfs.read_file(f"{proc}/{pid}/maps")
+            data = procfs.read_records(f"{proc}/{pid}/maps")
         except OSError as exc:
             log.debug("cannot read memory map of pid %s: %s", pid, exc)
             continue

@@ -14,8 +14,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# A read shorter than this means the kernel had no more to give (procfs files
-# are generated whole); only a full buffer needs another read.
+# Files the kernel renders in one go (stat, status, io, cgroup, cmdline,
+# environ) come back whole from one read when the buffer is large enough, so
+# only a full buffer needs another read.  Record lists (maps) do not: the
+# kernel hands them out a page or so at a time, see read_records.
 _CHUNK = 65536
 
 # Errors that mean "this process is gone": the row is skipped, not reported.
@@ -32,13 +34,27 @@ def proc_dir(root: str = "/") -> str:
 
 
 def read_file(path: str) -> bytes:
-    """Whole content of a (proc) file; raises OSError as os.open does."""
+    """Whole content of a file the kernel renders at once; raises OSError as os.open does."""
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.read(fd, _CHUNK)
         if len(data) < _CHUNK:
             return data
         parts = [data]
+        while True:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: str) -> bytes:
+    """Whole content of a record-list file (maps and the like): read to end of file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
         while True:
             chunk = os.read(fd, _CHUNK)
             if not chunk:

@@ -16,11 +16,15 @@ from hostql.sql.context import QueryContext
 
 log = logging.getLogger(__name__)
 
-# Files read in this order; a later assignment of a name replaces an earlier one.
-_CONFIG_FILES = ("etc/sysctl.conf",)
-_CONFIG_DIRS = ("run/sysctl.d", "etc/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
+# Drop-in directories, highest precedence first: a file name found in an earlier
+# directory hides the same name in later ones (systemd-sysctl and
+# "sysctl --system" rules).
+_CONFIG_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
+# Applied after all drop-ins, as "sysctl --system" does.
+_MAIN_CONFIG = "etc/sysctl.conf"
 
-Row = tuple[str, None, str, str | None, str | None, str]
+# The last column, field_name, describes macOS opaque values and is always NULL here.
+Row = tuple[str, None, str, str | None, str | None, str, None]
 
 
 def parse_sysctl_conf(text: str, into: dict[str, str]) -> None:
@@ -35,17 +39,28 @@ def parse_sysctl_conf(text: str, into: dict[str, str]) -> None:
             into[name.strip().replace("/", ".")] = value.strip()
 
 
-def read_sysctl_config(root: str = "/") -> dict[str, str]:
-    """Every configured tunable with the value the config files give it."""
-    config: dict[str, str] = {}
+def config_files(root: str = "/") -> list[Path]:
+    """Config files in the order they are applied at boot."""
     base = Path(root)
-    paths = [base / f for f in _CONFIG_FILES]
+    chosen: dict[str, Path] = {}
     for directory in _CONFIG_DIRS:
         try:
-            paths += sorted(p for p in (base / directory).iterdir() if p.name.endswith(".conf"))
+            entries = list((base / directory).iterdir())
         except OSError:
             continue
-    for path in paths:
+        for entry in entries:
+            if entry.name.endswith(".conf"):
+                chosen.setdefault(entry.name, entry)
+    ordered = [chosen[name] for name in sorted(chosen)]
+    main = base / _MAIN_CONFIG
+    # Debian links 99-sysctl.conf to sysctl.conf; reading it twice changes nothing.
+    return [*ordered, main]
+
+
+def read_sysctl_config(root: str = "/") -> dict[str, str]:
+    """Every configured tunable with the value the config files give it at boot."""
+    config: dict[str, str] = {}
+    for path in config_files(root):
         try:
             parse_sysctl_conf(path.read_text(errors="replace"), config)
         except OSError:
@@ -64,7 +79,7 @@ def _read_value(path: Path) -> str | None:
 def control_row(proc_sys: Path, path: Path, config: dict[str, str]) -> Row:
     name = ".".join(path.relative_to(proc_sys).parts)
     # Linux has no numeric MIBs for these names, so oid stays NULL as in osquery.
-    return (name, None, name.split(".", 1)[0], _read_value(path), config.get(name), "string")
+    return (name, None, name.split(".", 1)[0], _read_value(path), config.get(name), "string", None)
 
 
 def walk_controls(proc_sys: Path, start: Path, config: dict[str, str]) -> Iterator[Row]:

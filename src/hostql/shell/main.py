@@ -1,0 +1,391 @@
+"""``hostql shell``: osqueryi's command line, and running SQL without a prompt.
+
+Start-up time matters here (``hostql shell --json "SELECT 1"`` is a common
+way to script the tool), so this module imports nothing heavy at module level:
+no click (help text only), no prompt_toolkit (interactive only), and the
+connection is built on first use, so ``--help`` or ``.help`` never build one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from hostql.agent.flags import FLAGS, FlagError, FlagValues
+from hostql.shell import dotcommands
+from hostql.shell.dotcommands import ShellExit, ShellState, cpu_times, timer_line
+from hostql.shell.printer import render
+
+if TYPE_CHECKING:
+    from hostql.sql.connection import Connection
+    from hostql.tables.spec import TableSpec
+
+# Options that are not osquery flags but belong to the shell's command line.
+_VALUE_OPTIONS = frozenset({"query"})
+
+
+class UsageError(Exception):
+    """A command line the shell cannot run; printed as ``Error: ...``, exit 1."""
+
+
+@dataclass
+class ShellArgs:
+    flags: FlagValues = field(default_factory=FlagValues)
+    query: str | None = None
+    positional: list[str] = field(default_factory=list)
+    help: bool = False
+    version: bool = False
+
+
+def parse_args(argv: Sequence[str]) -> ShellArgs:
+    """Parse osquery-style flags: ``--flag=value``, ``--flag value``, ``-flag``,
+    ``--flag``/``--noflag`` for booleans (which never take the next word)."""
+    args = ShellArgs()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            args.positional.extend(argv[i:])
+            break
+        if len(word) < 2 or not word.startswith("-"):
+            args.positional.append(word)
+            continue
+        name, eq, value = word.lstrip("-").partition("=")
+        if name in ("help", "h"):
+            args.help = True
+            continue
+        if name == "version":
+            args.version = True
+            continue
+        flag = FLAGS.get(name)
+        if flag is None and name in _VALUE_OPTIONS:
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"flag --{name} requires a value")
+                value = argv[i]
+                i += 1
+            args.query = value
+            continue
+        if flag is None and name.startswith("no") and not eq:
+            negated = FLAGS.get(name[2:])
+            if negated is not None and negated.type == "bool":
+                args.flags.set(negated.name, False)
+                continue
+        if flag is None:
+            raise UsageError(f"unknown command line flag '{name}' (see 'hostql shell --help')")
+        if flag.type == "bool":
+            args.flags.set(name, value if eq else True)
+            continue
+        if not eq:
+            if i >= len(argv):
+                raise UsageError(f"flag --{name} requires a value")
+            value = argv[i]
+            i += 1
+        args.flags.set(name, value)
+    return args
+
+
+def output_state(flags: FlagValues) -> ShellState:
+    """The initial output settings the flags ask for."""
+    state = ShellState()
+    for name in ("json", "json_pretty", "csv", "line", "list"):
+        if flags.get(name):
+            state.mode = name
+            break
+    state.header = bool(flags.get("header"))
+    state.separator = str(flags.get("separator"))
+    if state.mode == "csv" and flags.is_default("separator"):
+        state.separator = ","
+    state.nullvalue = str(flags.get("nullvalue"))
+    return state
+
+
+def split_statements(sql: str) -> Iterator[str]:
+    """Complete statements of ``sql`` in order; a trailing unterminated one too."""
+    import apsw
+
+    start = 0
+    index = 0
+    while True:
+        index = sql.find(";", index)
+        if index < 0:
+            break
+        index += 1
+        if apsw.complete(sql[start:index]):
+            yield sql[start:index]
+            start = index
+    if sql[start:].strip():
+        yield sql[start:]
+
+
+class Shell:
+    """One shell session: settings, a lazily built connection and the output."""
+
+    def __init__(self, flags: FlagValues | None = None, state: ShellState | None = None, *,
+                 out: TextIO | None = None, err: TextIO | None = None,
+                 tables: dict[str, TableSpec] | None = None) -> None:
+        self.flags = flags if flags is not None else FlagValues()
+        self.state = state if state is not None else output_state(self.flags)
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.errors = 0
+        self._tables = tables
+        self._connection: Connection | None = None
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            from hostql.runtime import Runtime
+            from hostql.sql.connection import Connection
+
+            self._connection = Connection(Runtime(flags=self.flags), tables=self._tables)
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- output ---------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+
+    def write_err(self, text: str) -> None:
+        self.err.write(text)
+
+    def error(self, message: str) -> None:
+        self.out.flush()
+        self.err.write(f"Error: {message}\n")
+        self.err.flush()
+
+    def print_result(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        s = self.state
+        self.write(render(s.mode, columns, rows, nullvalue=s.nullvalue, header=s.header,
+                          separator=s.separator, widths=s.widths))
+
+    # -- running ----------------------------------------------------------------
+
+    def run_sql(self, sql: str, *, line: int | None = None) -> bool:
+        """Run every statement of ``sql``; stop at the first error.
+
+        ``line`` is where the text started in a script: errors then read
+        ``Error: near line N: ...`` as the SQLite shell words them for
+        non-interactive input.
+        """
+        from hostql.sql.connection import QueryError
+
+        connection = self.connection
+        try:
+            for statement in split_statements(sql):
+                if self.state.echo:
+                    self.write(statement.strip() + "\n")
+                started = cpu_times() if self.state.timer else None
+                result = connection.execute(statement)
+                # Statements without result columns (CREATE VIEW, ...) print
+                # nothing, not even an empty JSON array.
+                if result.columns:
+                    self.print_result(result.columns, result.rows)
+                if started is not None:
+                    ended = cpu_times()
+                    self.write(timer_line(*(b - a for a, b in zip(started, ended))))
+        except QueryError as exc:
+            self._failed(str(exc), line)
+            return False
+        except Exception as exc:
+            # A table generator bug should not kill an interactive session.
+            self._failed(f"{type(exc).__name__}: {exc}", line)
+            return False
+        return True
+
+    def _failed(self, message: str, line: int | None) -> None:
+        self.errors += 1
+        self.error(message if line is None else f"near line {line}: {message}")
+
+    def run_dot(self, line: str) -> int:
+        """A dot-command; :class:`ShellExit` passes through."""
+        if self.state.echo:
+            self.write(line.strip() + "\n")
+        rc = dotcommands.run(self, line)
+        if rc:
+            self.errors += 1
+        return rc
+
+    def run_command(self, text: str, *, line: int | None = None) -> bool:
+        """A dot-command or SQL, as given on the command line."""
+        if text.lstrip().startswith("."):
+            return self.run_dot(text) == 0
+        return self.run_sql(text, line=line)
+
+    def process_lines(self, lines: Iterable[str], *, numbered: bool = True) -> None:
+        """Run a script: dot-commands on their own line, SQL until a complete
+        statement; with ``.bail on`` stop at the first failure."""
+        import apsw
+
+        buffer: list[str] = []
+        start = 0
+        for lineno, raw in enumerate(lines, 1):
+            text = raw.rstrip("\r\n")
+            if not buffer:
+                if text.lstrip().startswith("."):
+                    if self.run_dot(text) and self.state.bail:
+                        return
+                    continue
+                if not text.strip():
+                    continue
+                start = lineno
+            buffer.append(text)
+            if ";" in text:
+                sql = "\n".join(buffer)
+                if apsw.complete(sql):
+                    buffer = []
+                    if not self.run_sql(sql, line=start if numbered else None) and self.state.bail:
+                        return
+        # What is left without a ';' is run too, so `echo "SELECT 1" | hostql shell` works.
+        if buffer and "\n".join(buffer).strip():
+            self.run_sql("\n".join(buffer), line=start if numbered else None)
+
+    def query_columns(self, sql: str) -> list[tuple[str, str]]:
+        """(name, type) of each result column of ``sql``, for ``.types``.
+
+        Types come from the declared column type; an expression has none, so
+        its type is taken from the first row's value, else ``UNKNOWN``.
+        """
+        import apsw
+
+        from hostql.sql.connection import QueryError
+
+        cursor = self.connection.db.cursor()
+        cursor.exec_trace = lambda *_: False  # prepare only, never step
+        try:
+            try:
+                cursor.execute(sql)
+            except apsw.ExecTraceAbort:
+                pass
+            description = cursor.description
+        except apsw.Error as exc:
+            raise QueryError(str(exc).partition(": ")[2] or str(exc)) from exc
+        types = [d[1] or "" for d in description]
+        if not all(types):
+            result = self.connection.execute(sql)
+            first = result.rows[0] if result.rows else ()
+            for i, declared in enumerate(types):
+                if not declared:
+                    types[i] = _value_type(first[i]) if i < len(first) else "UNKNOWN"
+        return [(d[0], t) for d, t in zip(description, types)]
+
+
+def _value_type(value: Any) -> str:
+    if isinstance(value, int):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "DOUBLE"
+    if isinstance(value, str):
+        return "TEXT"
+    if isinstance(value, bytes):
+        return "BLOB"
+    return "UNKNOWN"
+
+
+# --- help -------------------------------------------------------------------------
+
+
+def shell_help() -> str:
+    """``hostql shell --help``; click's formatter only lays the text out, and is
+    imported here so that running a query never pays for it."""
+    import click
+
+    import hostql
+    from hostql.agent.flags import FLAG_DEFINITIONS
+
+    formatter = click.HelpFormatter(max_width=100)
+    formatter.write_text(f"hostql {hostql.__version__}, your OS as a relational database "
+                         f"(osqueryi-compatible, osquery {hostql.OSQUERY_VERSION}).")
+    formatter.write_paragraph()
+    formatter.write_usage("hostql shell", "[OPTION]... [SQL STATEMENT]")
+    formatter.write_paragraph()
+    formatter.write_text("SQL comes from the argument, --query, --query_file or standard input; "
+                         "with none of those and a terminal, an interactive prompt starts.")
+    shell_rows = [("--query SQL", "Run SQL and exit"), ("--help", "Show this message"),
+                  ("--version", "Print the version")]
+    other_rows = []
+    for flag in FLAG_DEFINITIONS:
+        dash = "-" if len(flag.name) == 1 else "--"
+        label = f"{dash}{flag.name}" if flag.type == "bool" else f"{dash}{flag.name} VALUE"
+        text = flag.description if flag.type == "bool" else f"{flag.description} (default: {flag.default!s})"
+        (shell_rows if flag.shell_only else other_rows).append((label, text))
+    with formatter.section("Shell options"):
+        formatter.write_dl(shell_rows)
+    with formatter.section("osquery flags (--flag=value or --flag value; --noflag for booleans)"):
+        formatter.write_dl(other_rows)
+    return formatter.getvalue()
+
+
+# --- entry point ------------------------------------------------------------------
+
+
+def _read_query_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read query file {path}: {reason}") from None
+
+
+def run(argv: Sequence[str], *, stdin: TextIO | None = None, stdout: TextIO | None = None,
+        stderr: TextIO | None = None) -> int:
+    """Run the shell with ``argv`` (without the program and subcommand names)."""
+    stdin = stdin if stdin is not None else sys.stdin
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        args = parse_args(argv)
+        if args.help:
+            (stdout or sys.stdout).write(shell_help())
+            return 0
+        if args.version:
+            import hostql
+
+            (stdout or sys.stdout).write(f"hostql version {hostql.__version__} "
+                                         f"(osquery {hostql.OSQUERY_VERSION})\n")
+            return 0
+        if len(args.positional) > 1:
+            raise UsageError("only one SQL statement argument is accepted (quote the SQL)")
+        query = args.query
+        query_file = str(args.flags.get("query_file"))
+        if query is None and query_file:
+            query = _read_query_file(query_file)
+        if query is None and args.positional:
+            query = args.positional[0]
+    except (UsageError, FlagError) as exc:
+        err.write(f"Error: {exc}\n")
+        return 1
+
+    shell = Shell(args.flags, out=stdout, err=err)
+    try:
+        return _dispatch(shell, args, query, stdin)
+    except ShellExit as stop:
+        return stop.code if stop.code is not None else int(shell.errors > 0)
+    finally:
+        shell.out.flush()
+        shell.close()
+
+
+def _dispatch(shell: Shell, args: ShellArgs, query: str | None, stdin: TextIO) -> int:
+    table = str(args.flags.get("A"))
+    if args.flags.get("L"):
+        return 0 if shell.run_dot(".tables") == 0 else 1
+    if table:
+        return 0 if shell.run_dot(f".all {table}") == 0 else 1
+    if query is not None:
+        return 0 if shell.run_command(query) else 1
+    if not stdin.isatty():
+        shell.process_lines(stdin)
+        return int(shell.errors > 0)
+    from hostql.shell.repl import run_repl
+
+    return run_repl(shell)
