@@ -16,11 +16,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_seconds, report  # noqa: E402
-
-from hostql.agent.flags import FlagValues  # noqa: E402
-from hostql.runtime import Runtime  # noqa: E402
-from hostql.sql.connection import Connection  # noqa: E402
+from _common import median_seconds, report
+from hostql.agent.flags import FlagValues
+from hostql.runtime import Runtime
+from hostql.sql.connection import Connection
 
 SIZE = 200 * 1024 * 1024
 RUNS = 3
@@ -50,7 +49,8 @@ def main() -> None:
         _write(path)
         megabytes = SIZE / 1e6
         with Connection(runtime) as db:
-            for columns, tools in (("sha256", ("sha256sum",)), ("md5, sha1, sha256", ("md5sum", "sha1sum", "sha256sum"))):
+            cases = (("sha256", ("sha256sum",)), ("md5, sha1, sha256", ("md5sum", "sha1sum", "sha256sum")))
+            for columns, tools in cases:
                 sql = f"SELECT {columns} FROM hash WHERE path = ?"
                 ours = median_seconds(lambda sql=sql: db.execute(sql, (path,)), RUNS)
                 base = median_seconds(lambda tools=tools: _tools(path, *tools), RUNS)

@@ -603,3 +603,9 @@ def test_portable_identity(portable: Connection) -> None:
     assert version["name"] == release.get("NAME") and version["platform"] == release.get("ID")
     assert _one(portable, "SELECT version FROM kernel_info")["version"] == os.uname().release
     assert {r["type"] for r in _rows(portable, "SELECT * FROM ulimit_info")} >= {"nofile", "stack"}
+
+
+def test_system_controls_skips_values_when_unused(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/sys/kernel/hostname", "fakehost\n")
+    rows = list(sys_sysctl.system_controls(str(tmp_path), read_values=False))
+    assert rows == [("kernel.hostname", None, "kernel", None, None, "string", None)]

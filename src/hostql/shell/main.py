@@ -134,6 +134,8 @@ class Shell:
         self.errors = 0
         self._tables = tables
         self._connection: Connection | None = None
+        self._buffer: list[str] = []
+        self._start: int | None = None
 
     @property
     def connection(self) -> Connection:
@@ -221,33 +223,53 @@ class Shell:
             return self.run_dot(text) == 0
         return self.run_sql(text, line=line)
 
-    def process_lines(self, lines: Iterable[str], *, numbered: bool = True) -> None:
-        """Run a script: dot-commands on their own line, SQL until a complete
-        statement; with ``.bail on`` stop at the first failure."""
+    @property
+    def pending(self) -> bool:
+        """True while a statement has been started but not completed."""
+        return bool(self._buffer)
+
+    def feed(self, text: str, lineno: int | None = None) -> bool:
+        """Take one input line; False when ``.bail on`` says to stop.
+
+        As in the SQLite shell, a dot-command is a line of its own and SQL
+        is gathered until it forms complete statements.  ``lineno`` (scripts
+        only) is what errors report as ``near line N``.
+        """
         import apsw
 
-        buffer: list[str] = []
-        start = 0
-        for lineno, raw in enumerate(lines, 1):
-            text = raw.rstrip("\r\n")
-            if not buffer:
-                if text.lstrip().startswith("."):
-                    if self.run_dot(text) and self.state.bail:
-                        return
-                    continue
-                if not text.strip():
-                    continue
-                start = lineno
-            buffer.append(text)
-            if ";" in text:
-                sql = "\n".join(buffer)
-                if apsw.complete(sql):
-                    buffer = []
-                    if not self.run_sql(sql, line=start if numbered else None) and self.state.bail:
-                        return
-        # What is left without a ';' is run too, so `echo "SELECT 1" | hostql shell` works.
-        if buffer and "\n".join(buffer).strip():
-            self.run_sql("\n".join(buffer), line=start if numbered else None)
+        text = text.rstrip("\r\n")
+        if not self._buffer:
+            if text.lstrip().startswith("."):
+                return not (self.run_dot(text) and self.state.bail)
+            if not text.strip():
+                return True
+            self._start = lineno
+        self._buffer.append(text)
+        if ";" in text:
+            sql = "\n".join(self._buffer)
+            if apsw.complete(sql):
+                self._buffer = []
+                return self.run_sql(sql, line=self._start) or not self.state.bail
+        return True
+
+    def discard(self) -> None:
+        """Forget a statement being typed (Ctrl-C at the prompt)."""
+        self._buffer = []
+
+    def finish(self) -> None:
+        """End of input: what is left without a ';' is run too, so that
+        ``echo "SELECT 1" | hostql shell`` works."""
+        sql = "\n".join(self._buffer)
+        self._buffer = []
+        if sql.strip():
+            self.run_sql(sql, line=self._start)
+
+    def process_lines(self, lines: Iterable[str], *, numbered: bool = True) -> None:
+        """Run a script line by line; stop early only for ``.bail on``."""
+        for lineno, text in enumerate(lines, 1):
+            if not self.feed(text, lineno if numbered else None):
+                return
+        self.finish()
 
     def query_columns(self, sql: str) -> list[tuple[str, str]]:
         """(name, type) of each result column of ``sql``, for ``.types``.
@@ -312,7 +334,7 @@ def shell_help() -> str:
                          "with none of those and a terminal, an interactive prompt starts.")
     shell_rows = [("--query SQL", "Run SQL and exit"), ("--help", "Show this message"),
                   ("--version", "Print the version")]
-    other_rows = []
+    other_rows: list[tuple[str, str]] = []
     for flag in FLAG_DEFINITIONS:
         dash = "-" if len(flag.name) == 1 else "--"
         label = f"{dash}{flag.name}" if flag.type == "bool" else f"{dash}{flag.name} VALUE"

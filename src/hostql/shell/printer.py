@@ -12,7 +12,7 @@ a terminal.  The modes come from two sources, which explains their quirks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 Rows = Sequence[Sequence[Any]]
@@ -265,9 +265,6 @@ def render_column(columns: Sequence[str], rows: Rows, nullvalue: str = "", *, he
     for row in texts:
         out.append("  ".join(_fit(text, w) for text, w in zip(row, actual)) + "\n")
     return "".join(out)
-
-
-Renderer = Callable[..., str]
 
 
 def render(mode: str, columns: Sequence[str], rows: Rows, *, nullvalue: str = "", header: bool = True,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 from hostql.sql.context import QueryContext
 
@@ -90,12 +90,35 @@ def parse_group(lines: Iterable[str]) -> Iterator[GroupEntry]:
         yield GroupEntry(parts[0], gid, members)
 
 
+# Parsed files keyed by path, valid while (inode, size, mtime) are unchanged: a JOIN
+# calls the per-user tables once per account and each call would re-read them.
+_CACHE: dict[str, tuple[tuple[int, int, int], list[Any]]] = {}
+_CACHE_MAX = 32
+
+
+def _cached(path: str, parse: Callable[[Iterable[str]], Iterator[Any]]) -> list[Any]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        log.debug("cannot read %s: %s", path, exc)
+        return []
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _CACHE.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    entries = list(parse(_read_lines(path)))
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[path] = (key, entries)
+    return entries
+
+
 def read_passwd(root: str = "/") -> list[PasswdEntry]:
-    return list(parse_passwd(_read_lines(in_root(root, "/etc/passwd"))))
+    return _cached(in_root(root, "/etc/passwd"), parse_passwd)
 
 
 def read_group(root: str = "/") -> list[GroupEntry]:
-    return list(parse_group(_read_lines(in_root(root, "/etc/group"))))
+    return _cached(in_root(root, "/etc/group"), parse_group)
 
 
 def int_constraints(ctx: QueryContext, column: str) -> set[int] | None:

@@ -4,9 +4,10 @@ Handles the formats ssh-keygen and OpenSSL write: OpenSSH's own
 ``openssh-key-v1`` container (whose public half is stored in clear, so the
 algorithm is known even when the key is encrypted), traditional PEM (PKCS#1
 RSA, DSA, SEC1 EC, optionally with ``Proc-Type: 4,ENCRYPTED``), PKCS#8 and
-encrypted PKCS#8.  Key sizes and security bits follow OpenSSL's
-``EVP_PKEY_bits``/``EVP_PKEY_security_bits`` so that the answer does not depend
-on the file format the key happens to be saved in.
+encrypted PKCS#8.  For PEM keys, sizes and security bits follow OpenSSL's
+``EVP_PKEY_bits``/``EVP_PKEY_security_bits`` (osquery asks OpenSSL); for
+OpenSSH keys they follow ``ssh-keygen -l`` (an Ed25519 key is 256 bits there,
+253 in OpenSSL's count), as osquery's own OpenSSH reader does.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def _ssh_public(blob: bytes) -> tuple[str, str, int, int]:
         curve = reader.string().decode("ascii", errors="replace")
         return _curve(_SSH_CURVES.get(curve, ""))
     if name in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
-        return _fixed("1.3.101.112")
+        return "ed25519", "", 256, 128
     if name == "ssh-ed448":
         return _fixed("1.3.101.113")
     return UNKNOWN

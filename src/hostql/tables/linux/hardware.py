@@ -189,6 +189,7 @@ class BlockDevice:
     type: str | None = None
     label: str | None = None
     resolved: bool = False
+    probed: bool = False
 
     def row(self) -> tuple[str, str, str | None, str | None, str | None, int | None, int | None,
                            str | None, str | None, str | None]:
@@ -224,12 +225,18 @@ def enumerate_block_devices(root: str = "/") -> dict[str, BlockDevice]:
 
 def _resolve(device: BlockDevice, devices: dict[str, BlockDevice], root: str, probe: bool) -> None:
     """Fill ``device`` from sysfs after its parent, whose disk identity it inherits."""
-    if device.resolved:
-        return
-    device.resolved = True
-    parent = devices.get(device.parent or "")
-    if parent is not None:
-        _resolve(parent, devices, root, probe=False)
+    if not device.resolved:
+        device.resolved = True
+        parent = devices.get(device.parent or "")
+        if parent is not None:
+            _resolve(parent, devices, root, probe=False)
+        _read_metadata(device, parent)
+    if probe and not device.probed:
+        device.probed = True
+        _probe_device(device, root)
+
+
+def _read_metadata(device: BlockDevice, parent: BlockDevice | None) -> None:
     path = device.sys_path
     device.size = _read_int(os.path.join(path, "size"))
     device.block_size = _read_int(os.path.join(path, "queue", "logical_block_size"))
@@ -242,8 +249,6 @@ def _resolve(device: BlockDevice, devices: dict[str, BlockDevice], root: str, pr
         device.vendor = _read(os.path.join(path, "device", "vendor")) or None
         device.model = _read(os.path.join(path, "device", "model")) or None
         device.serial = _read(os.path.join(path, "device", "wwid")) or None
-    if probe:
-        _probe_device(device, root)
 
 
 def _probe_device(device: BlockDevice, root: str) -> None:

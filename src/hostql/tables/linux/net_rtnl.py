@@ -32,7 +32,7 @@ _U32 = struct.Struct("=I")
 class AddressEntry(NamedTuple):
     family: int
     prefixlen: int
-    index: int
+    ifindex: int
     address: bytes | None  # IFA_ADDRESS
     local: bytes | None  # IFA_LOCAL (present on IPv4 and point-to-point links)
     broadcast: bytes | None

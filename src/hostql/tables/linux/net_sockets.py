@@ -99,11 +99,11 @@ def collect(ctx: QueryContext, root: str = "/", listening_only: bool = False
         namespaces[ns] = None if ns == own_ns else pid
     owners = socket_owners(root, pids) if need_owners else {}
     unknown: Any = -1 if need_owners else None
-    for ns, pid in namespaces.items():
-        if pid is None:
+    for ns, shown_by in namespaces.items():
+        if shown_by is None:
             entries = own_namespace_sockets(root, listening_only)
         else:
-            entries = net_procfs.read_all(net_procfs.net_dir(root, pid))
+            entries = net_procfs.read_all(net_procfs.net_dir(root, shown_by))
         ns_text = str(ns) if ns else "0"
         for entry in entries:
             owner = owners.get(entry.inode)

@@ -182,10 +182,12 @@ def gen_interface_addresses(ctx: QueryContext, root: str = "/") -> Iterator[tupl
     broadcast_capable: dict[str, bool] = {}
     for entry in entries:
         family = socket.AF_INET if entry.family == 2 else socket.AF_INET6
-        link = index_name(entry.index, names)
+        link = index_name(entry.ifindex, names)
         name = entry.label if entry.family == 2 and entry.label else link
         # glibc: with IFA_LOCAL, IFA_LOCAL is the address and IFA_ADDRESS the
         # other end; IFA_BROADCAST, when present, takes that slot.
+        address: bytes | None
+        other: bytes | None
         if entry.local is not None:
             address, other = entry.local, entry.address
         else:

@@ -68,30 +68,38 @@ def read_sysctl_config(root: str = "/") -> dict[str, str]:
     return config
 
 
-def _read_value(path: Path) -> str | None:
+def _read_value(path: str) -> str | None:
     # Write-only tunables (e.g. vm.drop_caches) and ones that refuse reads yield NULL.
     try:
-        return path.read_bytes().decode("utf-8", "replace").strip()
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace").strip()
     except OSError:
         return None
 
 
-def control_row(proc_sys: Path, path: Path, config: dict[str, str]) -> Row:
-    name = ".".join(path.relative_to(proc_sys).parts)
+def control_row(proc_sys: Path, path: Path, config: dict[str, str], read: bool = True) -> Row:
+    return _row(".".join(path.relative_to(proc_sys).parts), str(path), config, read)
+
+
+def _row(name: str, path: str, config: dict[str, str], read: bool) -> Row:
+    value = _read_value(path) if read else None
     # Linux has no numeric MIBs for these names, so oid stays NULL as in osquery.
-    return (name, None, name.split(".", 1)[0], _read_value(path), config.get(name), "string", None)
+    return (name, None, name.split(".", 1)[0], value, config.get(name), "string", None)
 
 
-def walk_controls(proc_sys: Path, start: Path, config: dict[str, str]) -> Iterator[Row]:
+def walk_controls(proc_sys: Path, start: Path, config: dict[str, str], read: bool = True) -> Iterator[Row]:
     """Rows for every tunable file under ``start`` (a directory or a single file)."""
     if not start.is_dir():
         if start.is_file():
-            yield control_row(proc_sys, start, config)
+            yield control_row(proc_sys, start, config, read)
         return
+    # Plain strings rather than pathlib in the loop: a full scan visits ~1300 files.
+    prefix_len = len(str(proc_sys)) + 1
     for dirpath, dirnames, filenames in os.walk(start):
         dirnames.sort()
+        base = dirpath[prefix_len:].replace("/", ".")
         for filename in sorted(filenames):
-            yield control_row(proc_sys, Path(dirpath) / filename, config)
+            yield _row(f"{base}.{filename}", f"{dirpath}/{filename}", config, read)
 
 
 def name_to_path(proc_sys: Path, name: str) -> Path | None:
@@ -106,7 +114,12 @@ def system_controls(
     root: str = "/",
     names: Iterable[str] = (),
     subsystems: Iterable[str] = (),
+    read_values: bool = True,
 ) -> Iterator[Row]:
+    """Rows for the named tunables, else those of the subsystems, else all of them.
+
+    ``read_values=False`` skips reading every file when current_value is not queried.
+    """
     proc_sys = Path(root) / "proc" / "sys"
     config = read_sysctl_config(root)
     names = sorted(set(names))
@@ -114,7 +127,7 @@ def system_controls(
         for name in names:
             path = name_to_path(proc_sys, name)
             if path is not None:
-                yield from walk_controls(proc_sys, path, config)
+                yield from walk_controls(proc_sys, path, config, read_values)
         return
     wanted = set(subsystems)
     try:
@@ -124,10 +137,10 @@ def system_controls(
         return
     for top in tops:
         if not wanted or top.name in wanted:
-            yield from walk_controls(proc_sys, top, config)
+            yield from walk_controls(proc_sys, top, config, read_values)
 
 
 def gen_system_controls(ctx: QueryContext) -> Iterator[Row]:
     names = [v for v in ctx.equals("name") if isinstance(v, str)]
     subsystems = [v for v in ctx.equals("subsystem") if isinstance(v, str)]
-    yield from system_controls("/", names, subsystems)
+    yield from system_controls("/", names, subsystems, ctx.is_used("current_value"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,20 @@ class UtmpRecord(NamedTuple):
 
 def _text(raw: bytes) -> str:
     # Fields are NUL padded but a full-width value has no terminator at all.
-    end = raw.find(b"\0")
-    if end >= 0:
-        raw = raw[:end]
-    return raw.decode("utf-8", errors="replace")
+    return raw.partition(b"\0")[0].decode("utf-8", "replace")
 
 
-def decode(raw: bytes) -> UtmpRecord:
-    """One record from exactly :data:`RECORD_SIZE` bytes."""
-    (ut_type, pid, line, ut_id, user, host, e_term, e_exit, session, sec, usec, addr) = RECORD.unpack(raw)
+def _record(fields: tuple[Any, ...]) -> UtmpRecord:
+    (ut_type, pid, line, ut_id, user, host, e_term, e_exit, session, sec, usec, addr) = fields
     return UtmpRecord(
         ut_type, pid, _text(line), _text(ut_id), _text(user), _text(host),
         e_term, e_exit, session, sec, usec, addr,
     )
+
+
+def decode(raw: bytes) -> UtmpRecord:
+    """One record from exactly :data:`RECORD_SIZE` bytes."""
+    return _record(RECORD.unpack(raw))
 
 
 def read_records(path: str) -> Iterator[UtmpRecord]:
@@ -96,8 +97,8 @@ def read_records(path: str) -> Iterator[UtmpRecord]:
                 break
             data = tail + chunk if tail else chunk
             whole = len(data) - len(data) % RECORD_SIZE
-            for offset in range(0, whole, RECORD_SIZE):
-                yield decode(data[offset:offset + RECORD_SIZE])
+            for fields in RECORD.iter_unpack(memoryview(data)[:whole]):
+                yield _record(fields)
             tail = data[whole:]
         if tail:
             log.debug("%s ends with a partial record of %d bytes", path, len(tail))
