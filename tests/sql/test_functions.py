@@ -6,7 +6,6 @@ import base64
 import hashlib
 import ipaddress
 import math
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -398,7 +397,3 @@ def test_collations_sort(db: Connection, collation: str, order: list[str]) -> No
     rows = db.execute(f"SELECT v FROM ({values}) ORDER BY v COLLATE {collation}", tuple(shuffled)).rows
     assert [r[0] for r in rows] == order
 
-
-def test_struct_layout_of_spec_helper() -> None:
-    # Guard the independent helper itself: seed 1 packs as 00 01, proto/pad follow the addresses.
-    assert (1).to_bytes(2, "big", signed=True) == struct.pack("!h", 1)

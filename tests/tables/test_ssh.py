@@ -320,3 +320,15 @@ def test_user_data_join(db: Any) -> None:
     rows = db.execute("SELECT u.username, s.option FROM users u JOIN ssh_configs s USING (uid) WHERE u.uid = 0").rows
     system = db.execute("SELECT count(*) FROM ssh_configs WHERE uid = 0").rows[0][0]
     assert len(rows) == system
+
+
+def test_namespace_view_of_own_process(db: Any) -> None:
+    pid = os.getpid()
+    plain = db.execute("SELECT path, encrypted FROM user_ssh_keys WHERE uid = 0").rows
+    viewed = db.execute(
+        "SELECT path, encrypted, pid_with_namespace FROM user_ssh_keys WHERE uid = 0 AND pid_with_namespace = ?",
+        (pid,),
+    ).rows
+    assert viewed == [(*r, pid) for r in plain]
+    # A pid that does not exist has no filesystem view: no rows, no error.
+    assert db.execute("SELECT * FROM authorized_keys WHERE uid = 0 AND pid_with_namespace = -5").rows == []
