@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from hostql.sql.connection import Connection
-from hostql.sql.context import QueryContext
+from hostql.sql.context import Op, QueryContext
 from hostql.tables.linux import proc_pipes, proc_sysmem, procfs
 from hostql.tables.linux import processes as linux_processes
 from hostql.tables.registry import get_spec
@@ -128,18 +128,9 @@ def test_only_needed_files_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(path)
 
     monkeypatch.setattr(procfs, "read_file", spy)
-    spec = get_spec("processes")
-    ctx = QueryContext.for_table(spec, columns_used={"pid", "name"})
-    ctx.add("pid", procfs_op_equals(), os.getpid())
-    rows = list(linux_processes.process_rows(ctx))
+    rows = list(linux_processes.process_rows(_ctx("processes", {"pid", "name"}, (os.getpid(),))))
     assert [r[0] for r in rows] == [os.getpid()]
     assert opened == ["stat"]
-
-
-def procfs_op_equals() -> Any:
-    from hostql.sql.context import Op
-
-    return Op.EQUALS
 
 
 def test_full_scan_matches_proc_listing(db: Any) -> None:
@@ -329,8 +320,6 @@ def _fake_process(proc: Path, pid: int, comm: str, start_ticks: int) -> Path:
 
 
 def _ctx(table: str, columns: set[str] | None = None, pids: tuple[int, ...] = ()) -> QueryContext:
-    from hostql.sql.context import Op
-
     ctx = QueryContext.for_table(get_spec(table), columns_used=columns)
     for pid in pids:
         ctx.add("pid", Op.EQUALS, pid)

@@ -48,8 +48,9 @@ Handler = Callable[["Shell", list[str]], int]
 def split_arguments(line: str) -> list[str]:
     """Split a dot-command line as the SQLite shell does.
 
-    Words are separated by whitespace; '...' and "..." group words, and inside
-    double quotes backslash escapes are resolved.
+    Words are separated by whitespace; '...' and "..." group words.  Backslash
+    escapes are resolved in plain and double-quoted words, not in single-quoted
+    ones (so ``.separator \t`` is a tab and ``.separator '\t'`` is not).
     """
     args: list[str] = []
     i, n = 0, len(line)
@@ -73,7 +74,7 @@ def split_arguments(line: str) -> list[str]:
             start = i
             while i < n and not line[i].isspace():
                 i += 1
-            args.append(line[start:i])
+            args.append(resolve_backslashes(line[start:i]))
     return args
 
 
@@ -277,7 +278,7 @@ def cmd_schema(shell: Shell, args: list[str]) -> int:
 def cmd_separator(shell: Shell, args: list[str]) -> int:
     if len(args) != 1:
         return _unknown(shell, "separator")
-    shell.state.separator = resolve_backslashes(args[0])
+    shell.state.separator = args[0]
     return 0
 
 

@@ -290,7 +290,7 @@ class Shell:
                 pass
             description = cursor.description
         except apsw.Error as exc:
-            raise QueryError(str(exc).partition(": ")[2] or str(exc)) from exc
+            raise QueryError(_sqlite_message(exc)) from exc
         types = [d[1] or "" for d in description]
         if not all(types):
             result = self.connection.execute(sql)
@@ -299,6 +299,15 @@ class Shell:
                 if not declared:
                     types[i] = _value_type(first[i]) if i < len(first) else "UNKNOWN"
         return [(d[0], t) for d, t in zip(description, types)]
+
+
+def _sqlite_message(exc: Exception) -> str:
+    """SQLite's message without apsw's ``SQLError:`` class prefix."""
+    text = str(exc)
+    prefix, sep, rest = text.partition(": ")
+    if sep and prefix.endswith("Error") and " " not in prefix:
+        return rest
+    return text
 
 
 def _value_type(value: Any) -> str:

@@ -4,17 +4,15 @@ Each function follows osquery's behaviour for NULLs, bad input and errors
 (``osquery/sql/sqlite_*.cpp``); deliberate differences are noted where they
 are made.  A function that must fail the query raises :class:`FunctionError`,
 which SQLite reports with our message.
+
+This module is imported by every connection, so modules only some functions
+need (hashlib, ipaddress, socket, base64) are imported inside those functions.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import ipaddress
 import math
 import re
-import socket
 import struct
 from collections.abc import Callable
 from functools import lru_cache
@@ -182,6 +180,8 @@ def concat_ws(*values: Any) -> str | None:
 
 def inet_aton(value: Any) -> int | None:
     """Dotted-quad IPv4 text as an integer in host order; NULL otherwise."""
+    import socket
+
     if value is None:
         return None
     text = _text(value)
@@ -201,6 +201,8 @@ def in_cidr_block(cidr: Any, address: Any) -> int:
     Every address of the block counts, network and broadcast included; osquery's
     boost ``hosts()`` range leaves those two out for IPv4, which we consider a bug.
     """
+    import ipaddress
+
     if not isinstance(cidr, str):
         raise FunctionError("CIDR must be a string")
     if not isinstance(address, str):
@@ -223,6 +225,10 @@ def in_cidr_block(cidr: Any, address: Any) -> int:
 
 def _community_id(args: tuple[Any, ...]) -> str:
     """Community ID v1 of a flow; raises FunctionError with osquery's messages."""
+    import base64
+    import hashlib
+    import ipaddress
+
     saddr, daddr, sport, dport, proto = args[:5]
     seed = 0
     if len(args) == 6:
@@ -277,6 +283,8 @@ def community_id_v1_strict(*args: Any) -> str:
 
 def _digest(name: str) -> Callable[[Any], str | None]:
     def digest(value: Any) -> str | None:
+        import hashlib
+
         if value is None:
             return None
         return hashlib.new(name, _c_bytes(value)).hexdigest()
@@ -286,6 +294,8 @@ def _digest(name: str) -> Callable[[Any], str | None]:
 
 
 def to_base64(value: Any) -> str | None:
+    import base64
+
     if value is None:
         return None
     return base64.b64encode(_c_bytes(value)).decode("ascii")
@@ -297,6 +307,8 @@ def from_base64(value: Any) -> str | bytes | None:
     Line breaks are ignored and padding is optional, as in osquery.  Decoded
     bytes that are not UTF-8 come back as a BLOB rather than mangled text.
     """
+    import binascii
+
     if value is None:
         return None
     text = _c_bytes(value).replace(b"\r", b"").replace(b"\n", b"").rstrip(b"=")
@@ -317,6 +329,8 @@ def from_base64(value: Any) -> str | bytes | None:
 
 def conditional_to_base64(value: Any) -> str | None:
     """The text itself when every byte is printable ASCII (0x20-0x7e), else its base64."""
+    import base64
+
     if value is None:
         return None
     data = _c_bytes(value)

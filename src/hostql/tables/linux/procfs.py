@@ -54,7 +54,7 @@ def read_records(path: str) -> bytes:
     """Whole content of a record-list file (maps and the like): read to end of file."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        parts = []
+        parts: list[bytes] = []
         while True:
             chunk = os.read(fd, _CHUNK)
             if not chunk:

@@ -14,28 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.users_accounts import int_constraints, signed32
 
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
-
-
-def _signed32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _ints(ctx: QueryContext, column: str) -> set[int] | None:
-    values = ctx.equals(column)
-    if not values:
-        return None
-    out = set()
-    for value in values:
-        try:
-            out.add(int(str(value), 10))
-        except ValueError:
-            continue
-    return out
 
 
 def gen_users(ctx: QueryContext) -> Iterator[Row]:
@@ -44,7 +27,7 @@ def gen_users(ctx: QueryContext) -> Iterator[Row]:
     except ImportError:
         log.debug("users: no pwd module on this platform")
         return
-    uids = _ints(ctx, "uid")
+    uids = int_constraints(ctx, "uid")
     names = {str(v) for v in ctx.equals("username")} or None
     for p in pwd.getpwall():
         if uids is not None and p.pw_uid not in uids:
@@ -52,7 +35,7 @@ def gen_users(ctx: QueryContext) -> Iterator[Row]:
         if names is not None and p.pw_name not in names:
             continue
         yield (
-            p.pw_uid, p.pw_gid, _signed32(p.pw_uid), _signed32(p.pw_gid), p.pw_name, p.pw_gecos,
+            p.pw_uid, p.pw_gid, signed32(p.pw_uid), signed32(p.pw_gid), p.pw_name, p.pw_gecos,
             p.pw_dir, p.pw_shell, "", None, None, 0, 0,
         )
 
@@ -63,13 +46,13 @@ def gen_groups(ctx: QueryContext) -> Iterator[Row]:
     except ImportError:
         log.debug("groups: no grp module on this platform")
         return
-    gids = _ints(ctx, "gid")
+    gids = int_constraints(ctx, "gid")
     seen: set[int] = set()
     for g in grp.getgrall():
         if g.gr_gid in seen or (gids is not None and g.gr_gid not in gids):
             continue
         seen.add(g.gr_gid)
-        yield g.gr_gid, _signed32(g.gr_gid), g.gr_name, None, None, None, 0
+        yield g.gr_gid, signed32(g.gr_gid), g.gr_name, None, None, None, 0
 
 
 def gen_user_groups(ctx: QueryContext) -> Iterator[Row]:
@@ -78,8 +61,8 @@ def gen_user_groups(ctx: QueryContext) -> Iterator[Row]:
     except ImportError:
         log.debug("user_groups: no pwd module on this platform")
         return
-    uids = _ints(ctx, "uid")
-    gids = _ints(ctx, "gid")
+    uids = int_constraints(ctx, "uid")
+    gids = int_constraints(ctx, "gid")
     seen: set[int] = set()
     for p in pwd.getpwall():
         if p.pw_uid in seen or (uids is not None and p.pw_uid not in uids):
