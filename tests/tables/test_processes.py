@@ -134,12 +134,30 @@ def test_only_needed_files_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_full_scan_matches_proc_listing(db: Any) -> None:
-    before = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+    import psutil
+
+    before = set(psutil.pids())
     rows = _rows(db, "SELECT pid, name, cmdline FROM processes")
-    after = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+    after = set(psutil.pids())
     pids = {r["pid"] for r in rows}
-    assert before & after <= pids <= before | after
     assert len(pids) == len(rows)
+    assert pids <= before | after
+    assert {os.getpid(), os.getppid()} <= pids
+    # A process may only be missing if it was exiting while we read it.
+    for pid in (before & after) - pids:
+        try:
+            assert psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_memory_from_statm_matches_status(db: Any) -> None:
+    pid = os.getpid()
+    # resident_size alone is read from statm; with uid it comes from status.
+    cheap = _rows(db, f"SELECT resident_size, total_size FROM processes WHERE pid = {pid}")[0]
+    full = _rows(db, f"SELECT resident_size, total_size, uid FROM processes WHERE pid = {pid}")[0]
+    assert abs(cheap["resident_size"] - full["resident_size"]) <= 1 << 20
+    assert abs(cheap["total_size"] - full["total_size"]) <= 1 << 20
 
 
 # --------------------------------------------------- per-process side tables
@@ -307,6 +325,7 @@ def _fake_process(proc: Path, pid: int, comm: str, start_ticks: int) -> Path:
         f"Name:\t{comm}\nState:\tS (sleeping)\nUid:\t1000\t1001\t1002\t1003\n"
         "Gid:\t2000\t2001\t2002\t2003\nVmSize:\t   20000 kB\nVmLck:\t       0 kB\nVmRSS:\t    3000 kB\n"
     )
+    (base / "statm").write_text("5000 750 100 10 0 300 0\n")
     (base / "cmdline").write_bytes(b"/usr/bin/tool\0--flag\0two words\0")
     (base / "io").write_text("rchar: 1\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 4096\n")
     (base / "cgroup").write_text("0::/user.slice/a:b\n")
@@ -353,6 +372,12 @@ def test_fake_tree_processes(tmp_path: Path) -> None:
     assert row["cmdline"] == "/usr/bin/tool --flag two words"
     assert row["cgroup_path"] == "/user.slice/a:b"
     assert (row["path"], row["on_disk"], row["cwd"], row["root"]) == (str(exe), 1, str(tmp_path), "")
+
+    # Memory columns alone come from statm (pages), without status.
+    (base / "status").unlink()
+    rows = list(linux_processes.process_rows(_ctx("processes", {"pid", "resident_size", "total_size"}, (4242,)),
+                                             str(tmp_path)))
+    assert [(r[0], r[15], r[16]) for r in rows] == [(4242, 750 * procfs.PAGE_SIZE, 5000 * procfs.PAGE_SIZE)]
 
     exe.unlink()
     (base / "exe").unlink()

@@ -417,7 +417,7 @@ class _Parser:
                 else:
                     self.values.set(flag.name, value if (eq or flag.type != "bool") else True)
             except FlagError as exc:
-                if at and not str(exc).startswith(where):
+                if at:
                     raise FlagError(f"{at}{exc}") from None
                 raise
 
@@ -438,8 +438,8 @@ def flagfile_words(text: str) -> tuple[list[str], list[int]]:
     """Split flagfile text into command-line words and their line numbers.
 
     One flag per line; blank lines and lines starting with ``#`` are skipped.
-    ``--name value`` on one line is split at the first run of whitespace;
-    values are taken as written (no quote removal), as gflags does.
+    ``--name value`` is read as ``--name=value``; values are taken as written
+    (no quote removal), as gflags does.
     """
     words: list[str] = []
     lines: list[int] = []
@@ -447,14 +447,11 @@ def flagfile_words(text: str) -> tuple[list[str], list[int]]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        head, _, tail = line.partition(" ") if "=" not in line.split(None, 1)[0] else (line, "", "")
-        if "\t" in head and not tail:
-            head, _, tail = head.partition("\t")
-        words.append(head)
+        parts = line.split(None, 1)
+        # "--name value" becomes "--name=value" so a boolean's value on the
+        # same line is not mistaken for a stray word.
+        words.append(line if len(parts) == 1 or "=" in parts[0] else f"{parts[0]}={parts[1].strip()}")
         lines.append(number)
-        if tail.strip():
-            words.append(tail.strip())
-            lines.append(number)
     return words, lines
 
 

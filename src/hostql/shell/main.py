@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hostql.agent.flags import FLAGS, FlagError, FlagValues
+from hostql.agent.flags import FLAGS, FlagError, FlagValues, lookup, parse_argv
 from hostql.shell import dotcommands
 from hostql.shell.dotcommands import ShellExit, ShellState, cpu_times, timer_line
 from hostql.shell.printer import render
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 # Options that are not osquery flags but belong to the shell's command line.
 _VALUE_OPTIONS = frozenset({"query"})
+# osqueryi flags the shell does not implement yet: refused rather than ignored,
+# so a script never gets output that silently differs from what it asked for.
+UNSUPPORTED_FLAGS = frozenset({"planner", "pack", "connect", "profile", "profile_delay"})
 
 
 class UsageError(Exception):
@@ -40,51 +43,48 @@ class ShellArgs:
 
 
 def parse_args(argv: Sequence[str]) -> ShellArgs:
-    """Parse osquery-style flags: ``--flag=value``, ``--flag value``, ``-flag``,
-    ``--flag``/``--noflag`` for booleans (which never take the next word)."""
+    """Parse the shell's command line.
+
+    The shell's own options (``--help``, ``--version``, ``--query SQL``) are
+    taken out first; everything else goes to the agent's gflags-style parser
+    (``--flag=value``, ``--flag value``, ``-flag``, ``--noflag``,
+    ``--flagfile``), so the shell and the daemon accept the same flags.
+    """
     args = ShellArgs()
+    words: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
         i += 1
         if word == "--":
-            args.positional.extend(argv[i:])
+            words.extend(argv[i - 1 :])
             break
         if len(word) < 2 or not word.startswith("-"):
-            args.positional.append(word)
+            words.append(word)
             continue
         name, eq, value = word.lstrip("-").partition("=")
-        if name in ("help", "h"):
+        flag = lookup(name)
+        if flag is None and name in ("help", "h"):
             args.help = True
-            continue
-        if name == "version":
+        elif flag is None and name == "version":
             args.version = True
-            continue
-        flag = FLAGS.get(name)
-        if flag is None and name in _VALUE_OPTIONS:
+        elif flag is None and name in _VALUE_OPTIONS:
             if not eq:
                 if i >= len(argv):
-                    raise UsageError(f"flag --{name} requires a value")
+                    raise UsageError(f"flag --{name} needs a value")
                 value = argv[i]
                 i += 1
             args.query = value
-            continue
-        if flag is None and name.startswith("no") and not eq:
-            negated = FLAGS.get(name[2:])
-            if negated is not None and negated.type == "bool":
-                args.flags.set(negated.name, False)
-                continue
-        if flag is None:
-            raise UsageError(f"unknown command line flag '{name}' (see 'hostql shell --help')")
-        if flag.type == "bool":
-            args.flags.set(name, value if eq else True)
-            continue
-        if not eq:
-            if i >= len(argv):
-                raise UsageError(f"flag --{name} requires a value")
-            value = argv[i]
-            i += 1
-        args.flags.set(name, value)
+        else:
+            words.append(word)
+            # Keep a flag's value with it so it is never read as an option.
+            if flag is not None and flag.type != "bool" and not eq and i < len(argv):
+                words.append(argv[i])
+                i += 1
+    args.flags, args.positional = parse_argv(words)
+    for name in sorted(UNSUPPORTED_FLAGS):
+        if name in FLAGS and not args.flags.is_default(name):
+            raise UsageError(f"flag --{name} is not supported by hostql shell yet")
     return args
 
 
@@ -345,9 +345,13 @@ def shell_help() -> str:
                   ("--version", "Print the version")]
     other_rows: list[tuple[str, str]] = []
     for flag in FLAG_DEFINITIONS:
+        if flag.hidden or flag.name in UNSUPPORTED_FLAGS:
+            continue
         dash = "-" if len(flag.name) == 1 else "--"
         label = f"{dash}{flag.name}" if flag.type == "bool" else f"{dash}{flag.name} VALUE"
-        text = flag.description if flag.type == "bool" else f"{flag.description} (default: {flag.default!s})"
+        text = flag.description
+        if flag.type != "bool" and flag.default != "":
+            text += f" (default: {flag.default!s})"
         (shell_rows if flag.shell_only else other_rows).append((label, text))
     with formatter.section("Shell options"):
         formatter.write_dl(shell_rows)
@@ -396,7 +400,15 @@ def run(argv: Sequence[str], *, stdin: TextIO | None = None, stdout: TextIO | No
         err.write(f"Error: {exc}\n")
         return 1
 
-    shell = Shell(args.flags, out=stdout, err=err)
+    output = str(args.flags.get("output")) if "output" in FLAGS else ""
+    out_file: TextIO | None = None
+    if output and output != "-":
+        try:
+            out_file = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            err.write(f"Error: cannot open output file {output}: {exc.strerror}\n")
+            return 1
+    shell = Shell(args.flags, out=out_file or stdout, err=err)
     try:
         return _dispatch(shell, args, query, stdin)
     except ShellExit as stop:
@@ -404,6 +416,8 @@ def run(argv: Sequence[str], *, stdin: TextIO | None = None, stdout: TextIO | No
     finally:
         shell.out.flush()
         shell.close()
+        if out_file is not None:
+            out_file.close()
 
 
 def _dispatch(shell: Shell, args: ShellArgs, query: str | None, stdin: TextIO) -> int:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from hostql.shell.dotcommands import COMMANDS, TABLE_ARGUMENT, ShellExit
 
@@ -112,10 +112,16 @@ def run_repl(shell: Shell) -> int:
     ``.exit N`` raises :class:`ShellExit`, which the caller turns into the
     exit code.
     """
-    path = history_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    history: History
+    try:
+        path = history_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history = FileHistory(str(path))
+    except OSError:
+        # An unwritable home must not stop the shell; history is then per session.
+        history = InMemoryHistory()
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(path)),
+        history=history,
         completer=ShellCompleter(shell),
         complete_while_typing=False,
     )
@@ -134,6 +140,10 @@ def run_repl(shell: Shell) -> int:
         except ShellExit:
             shell.out.flush()
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C during a long query abandons it, not the session.
+            shell.discard()
+            shell.error("interrupted")
         shell.out.flush()
     shell.finish()
     return int(shell.errors > 0)

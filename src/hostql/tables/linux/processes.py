@@ -31,9 +31,11 @@ _FOREIGN = (None,) * 12
 _STAT_COLUMNS = frozenset(
     {"name", "state", "user_time", "system_time", "start_time", "parent", "pgroup", "threads", "nice"}
 )
-_STATUS_COLUMNS = frozenset(
-    {"uid", "gid", "euid", "egid", "suid", "sgid", "wired_size", "resident_size", "total_size"}
-)
+# status is the costliest file the kernel renders; statm gives the two common
+# memory figures for less than half the price, so status is read only for
+# the credential columns and locked memory.
+_STATUS_COLUMNS = frozenset({"uid", "gid", "euid", "egid", "suid", "sgid", "wired_size"})
+_MEMORY_COLUMNS = frozenset({"resident_size", "total_size"})
 _IO_COLUMNS = frozenset({"disk_bytes_read", "disk_bytes_written"})
 
 
@@ -65,6 +67,8 @@ def process_rows(ctx: QueryContext, root: str = "/") -> Iterator[tuple[Any, ...]
     used = ctx.columns_used
     need_stat = not used.isdisjoint(_STAT_COLUMNS)
     need_status = not used.isdisjoint(_STATUS_COLUMNS)
+    need_statm = not need_status and not used.isdisjoint(_MEMORY_COLUMNS)
+    page = procfs.PAGE_SIZE
     need_io = not used.isdisjoint(_IO_COLUMNS)
     need_on_disk = "on_disk" in used
     need_exe = need_on_disk or "path" in used
@@ -118,6 +122,11 @@ def process_rows(ctx: QueryContext, root: str = "/") -> Iterator[tuple[Any, ...]
                 resident = kb * _KB if kb is not None else None
                 kb = procfs.status_kb(status, b"VmSize")
                 total = kb * _KB if kb is not None else None
+            elif need_statm:
+                size_pages, resident_pages = procfs.parse_statm(read(base + "statm"))
+                if size_pages:  # kernel threads have no address space at all
+                    total = size_pages * page
+                    resident = resident_pages * page
             if need_cmdline:
                 try:
                     cmdline = procfs.parse_cmdline(read(base + "cmdline"))

@@ -23,7 +23,8 @@ _CHUNK = 65536
 # Errors that mean "this process is gone": the row is skipped, not reported.
 VANISHED = (FileNotFoundError, ProcessLookupError)
 
-CLK_TCK: int = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLK_TCK: int = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE: int = os.sysconf("SC_PAGE_SIZE")
 
 # The namespaces osquery reports, in the order of its columns.
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -157,6 +158,12 @@ def status_kb(data: bytes, key: bytes) -> int | None:
         return int(value.split()[0])
     except ValueError:
         return None
+
+
+def parse_statm(data: bytes) -> tuple[int, int]:
+    """(total, resident) size in pages from /proc/<pid>/statm."""
+    fields = data.split(None, 2)
+    return int(fields[0]), int(fields[1])
 
 
 def parse_io(data: bytes) -> dict[bytes, int]:
