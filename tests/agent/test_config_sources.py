@@ -148,7 +148,7 @@ def test_filesystem_plugin_requires_the_main_file(tmp_path: Path) -> None:
 def test_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "osquery.conf"
     path.write_bytes(b'{"a": "\xff"}')
-    with pytest.raises(ConfigError, match="not valid UTF-8 .byte offset 7"):
+    with pytest.raises(ConfigError, match=r"not valid UTF-8 \(byte offset 7\)"):
         FilesystemSource(path).fetch()
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}')  # a BOM is tolerated
     assert parse_json(FilesystemSource(path).fetch()[0].text, "bom") == {"a": 1}
