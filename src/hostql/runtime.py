@@ -8,71 +8,40 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from dataclasses import dataclass, field
 
 from hostql.agent.flags import FlagValues
 
-
-@dataclass
-class ScheduledQueryStats:
-    """Counters of one scheduled query, as ``osquery_schedule`` shows them."""
-
-    name: str
-    query: str
-    interval: int
-    executions: int = 0
-    last_executed: int = 0
-    denylisted: bool = False
-    output_size: int = 0
-    wall_time: int = 0
-    wall_time_ms: int = 0
-    last_wall_time_ms: int = 0
-    user_time: int = 0
-    last_user_time: int = 0
-    system_time: int = 0
-    last_system_time: int = 0
-    average_memory: int = 0
-    last_memory: int = 0
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hostql.agent.stats import ExtensionInfo, PackInfo, ScheduledQueryStats
 
 
-@dataclass
-class PackInfo:
-    """A pack as ``osquery_packs`` shows it."""
-
-    name: str
-    platform: str = ""
-    version: str = ""
-    shard: int = 0
-    discovery_cache_hits: int = 0
-    discovery_executions: int = 0
-    active: bool = True
+def random_uuid() -> str:
+    """A version-4 UUID string, without importing :mod:`uuid` (which pulls in
+    :mod:`platform` and costs the shell several milliseconds)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass
-class ExtensionInfo:
-    uuid: int
-    name: str
-    version: str
-    sdk_version: str
-    path: str
-    type: str
-
-
-@dataclass
 class Runtime:
     """What the process knows about itself."""
 
-    flags: FlagValues = field(default_factory=FlagValues)
-    pid: int = field(default_factory=os.getpid)
-    start_time: int = field(default_factory=lambda: int(time.time()))
-    instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    config_hash: str = ""
-    config_valid: bool = False
-    watcher_pid: int = -1
-    extensions_active: bool = False
-    schedule: list[ScheduledQueryStats] = field(default_factory=list)
-    packs: list[PackInfo] = field(default_factory=list)
-    extensions: list[ExtensionInfo] = field(default_factory=list)
-    # Registries (config, logger, ...) that the process has active, by name.
-    plugins: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self, flags: FlagValues | None = None) -> None:
+        self.flags = flags if flags is not None else FlagValues()
+        self.pid = os.getpid()
+        self.start_time = int(time.time())
+        self.instance_id = random_uuid()
+        # Host UUID when the platform has none of its own (the agent persists it).
+        self.host_uuid = ""
+        self.config_hash = ""
+        self.config_valid = False
+        self.watcher_pid = -1
+        self.extensions_active = False
+        self.schedule: list[ScheduledQueryStats] = []
+        self.packs: list[PackInfo] = []
+        self.extensions: list[ExtensionInfo] = []
+        # Registries (config, logger, ...) that the process has active, by name.
+        self.plugins: dict[str, list[str]] = {}

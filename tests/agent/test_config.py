@@ -24,7 +24,7 @@ from hostql.agent.config import (
 from hostql.agent.config_sources import FilesystemSource, RawSource
 from hostql.agent.flags import FlagValues
 
-EXAMPLE_CONF = Path("/work/shared/reference/osquery/osquery.example.conf")
+EXAMPLE_CONF = Path(__file__).resolve().parent.parent / "data" / "osquery" / "osquery.example.conf"
 PACK_QUERY_COUNTS = {
     "hardware-monitoring": 17, "incident-response": 35, "it-compliance": 32, "osquery-monitoring": 3,
     "ossec-rootkit": 60, "osx-attacks": 74, "unwanted-chrome-extensions": 14, "vuln-management": 18,

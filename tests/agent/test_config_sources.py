@@ -22,7 +22,7 @@ from hostql.agent.config_sources import (
     preprocess,
 )
 
-EXAMPLE_CONF = Path("/work/shared/reference/osquery/osquery.example.conf")
+EXAMPLE_CONF = Path(__file__).resolve().parent.parent / "data" / "osquery" / "osquery.example.conf"
 PACK_FILES = sorted(OSQUERY_PACKS.glob("*.conf"))
 
 

@@ -77,6 +77,7 @@ class _Server(ThreadingHTTPServer):
             self.owner.handshake_errors.append(str(exc))
             return
         self.owner._track(tls, True)
+        self.owner.connections_accepted += 1
         try:
             _RequestHandler(tls, client_address, self)
         finally:
@@ -110,6 +111,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         record = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, raw, body, bool(peer))
         with owner.lock:
             owner.requests.append(record)
+        target = owner.redirects.get(self.path)
+        if target is not None:
+            self.send_response(307)
+            self.send_header("Location", f"https://{owner.hostname}{target}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         answer = owner.answer(record)
         payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         if "gzip" in record.headers.get("accept-encoding", "") and owner.gzip_responses:
@@ -133,10 +141,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class TLSTestServer:
     """Start with ``with TLSTestServer(tmp_path) as server:``."""
 
-    def __init__(self, directory: Path, *, require_client_cert: bool = False) -> None:
+    def __init__(self, directory: Path, *, require_client_cert: bool = False,
+                 names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
         self.directory = directory
         self.ca = trustme.CA()
-        self.server_cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.server_cert = self.ca.issue_cert(*names)
         self.ca_path = directory / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_path))
         self.client_ca = trustme.CA()
@@ -160,6 +169,8 @@ class TLSTestServer:
         self.close_after_response = False
         self.gzip_responses = True
         self.status_code = 200
+        self.redirects: dict[str, str] = {}  # path -> path answered with a 307
+        self.connections_accepted = 0
         self._keys = itertools.count(1)
         self._connections: set[ssl.SSLSocket] = set()
         self._httpd: _Server | None = None
@@ -294,3 +305,33 @@ def agent_flags(server: TLSTestServer, directory: Path, **extra: Any) -> dict[st
     }
     flags.update(extra)
     return flags
+
+
+@dataclass
+class Agent:
+    """The agent-side objects a test talks through."""
+
+    flags: Any  # FlagValues
+    store: Any  # Store
+    client: Any  # RemoteClient
+    sleeps: list[float]
+
+    def close(self) -> None:
+        self.client.close()
+        self.store.close()
+
+
+def make_agent(server: TLSTestServer, directory: Path, runner: Any = None, *, db: str = "state.db",
+               **extra: Any) -> Agent:
+    """A RemoteClient for ``server`` over a store in ``directory``; sleeps are recorded, not slept."""
+    from hostql.agent.flags import FlagValues
+    from hostql.agent.remote.client import RemoteClient
+    from hostql.agent.remote.identity import HostIdentity
+    from hostql.agent.store import Store
+
+    flags = FlagValues(agent_flags(server, directory, **extra))
+    store = Store(directory / db)
+    sleeps: list[float] = []
+    identity = HostIdentity(flags, store, hostname_fn=lambda: "test-host", uuid_fn=lambda: "")
+    client = RemoteClient.from_flags(flags, store, runner, identity=identity, sleep=sleeps.append)
+    return Agent(flags, store, client, sleeps)

@@ -102,7 +102,11 @@ def test_dot_command_completion_and_exit_code(session: pexpect.spawn) -> None:
 def test_end_of_input_exits_cleanly(session: pexpect.spawn) -> None:
     child = session
     child.expect(PROMPT)
-    child.send("SELECT 1;\r")
+    child.send("SELECT 1 AS one;\r")
+    # Wait for the result, then the fresh prompt: the redrawn input line also
+    # contains the prompt text, and an EOF sent before the prompt is reading
+    # can be lost.
+    child.expect(r"\| one \|")
     child.expect(PROMPT)
     child.sendeof()
     child.expect(pexpect.EOF)

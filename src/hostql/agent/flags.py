@@ -9,25 +9,41 @@ daemon parse their command lines with :func:`parse_argv` into a
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+
+# Neither dataclasses nor pathlib: the shell imports this module at every
+# start, and each would cost it several milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FlagValue = bool | int | float | str
 
 
-@dataclass(frozen=True, slots=True)
 class Flag:
-    name: str
-    type: str  # osquery's gflags type name: bool, string, int32, uint32, uint64, double
-    default: FlagValue
-    description: str
-    shell_only: bool = False
-    # Needed before a config can be fetched, so a config ``options`` entry
-    # for it is refused (osquery: "set via config file will be ignored").
-    cli_only: bool = False
-    hidden: bool = False
+    """One flag: osquery's name, gflags type name, default and our description.
+
+    ``cli_only`` flags are needed before a config can be fetched, so a config
+    ``options`` entry for one is refused (osquery: "set via config file will be
+    ignored").
+    """
+
+    __slots__ = ("cli_only", "default", "description", "hidden", "name", "shell_only", "type")
+
+    def __init__(self, name: str, type: str, default: FlagValue, description: str, shell_only: bool = False,
+                 cli_only: bool = False, hidden: bool = False) -> None:
+        self.name = name
+        self.type = type  # bool, string, int32, uint32, uint64, double
+        self.default = default
+        self.description = description
+        self.shell_only = shell_only
+        self.cli_only = cli_only
+        self.hidden = hidden
+
+    def __repr__(self) -> str:
+        return f"Flag({self.name!r}, {self.type!r}, {self.default!r})"
 
 
 def _f(name: str, type_: str, default: FlagValue, description: str, **kw: bool) -> Flag:
@@ -425,7 +441,8 @@ class _Parser:
         if depth > MAX_FLAGFILE_DEPTH:
             raise FlagError(f"flagfile {path}: flagfiles nested more than {MAX_FLAGFILE_DEPTH} deep")
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise FlagError(f"cannot read flagfile {path}: {reason}") from None
@@ -475,7 +492,7 @@ def parse_argv(argv: Iterable[str], *, values: FlagValues | None = None,
     args = list(argv)
     parser = _Parser(values if values is not None else FlagValues())
     names = {w.lstrip("-").partition("=")[0] for w in args if w.startswith("-")}
-    if default_flagfile and "flagfile" not in names and Path(default_flagfile).is_file():
+    if default_flagfile and "flagfile" not in names and os.path.isfile(default_flagfile):
         parser.values.set("flagfile", default_flagfile)
         parser.flagfile(default_flagfile, 1)
     parser.words(args)

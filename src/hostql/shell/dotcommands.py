@@ -11,27 +11,34 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from hostql.shell.printer import MODES
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hostql.shell.main import Shell
 
 
-@dataclass
 class ShellState:
     """The settings dot-commands change."""
 
-    mode: str = "pretty"
-    header: bool = True
-    separator: str = "|"
-    nullvalue: str = ""
-    widths: list[int] = field(default_factory=list)
-    echo: bool = False
-    bail: bool = False
-    timer: bool = False
+    def __init__(self, mode: str = "pretty", header: bool = True, separator: str = "|", nullvalue: str = "",
+                 widths: list[int] | None = None, echo: bool = False, bail: bool = False,
+                 timer: bool = False) -> None:
+        self.mode = mode
+        self.header = header
+        self.separator = separator
+        self.nullvalue = nullvalue
+        self.widths = widths if widths is not None else []
+        self.echo = echo
+        self.bail = bail
+        self.timer = timer
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShellState) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"ShellState({vars(self)!r})"
 
 
 class ShellExit(Exception):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
 
 from hostql.agent.flags import FLAGS, FlagError, FlagValues, lookup, parse_argv
 from hostql.shell import dotcommands
 from hostql.shell.dotcommands import ShellExit, ShellState, cpu_times, timer_line
 from hostql.shell.printer import render
 
+# Not typing.TYPE_CHECKING, and no dataclasses: each import costs the shell's
+# start-up several milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from hostql.sql.connection import Connection
     from hostql.tables.spec import TableSpec
 
@@ -33,13 +36,15 @@ class UsageError(Exception):
     """A command line the shell cannot run; printed as ``Error: ...``, exit 1."""
 
 
-@dataclass
 class ShellArgs:
-    flags: FlagValues = field(default_factory=FlagValues)
-    query: str | None = None
-    positional: list[str] = field(default_factory=list)
-    help: bool = False
-    version: bool = False
+    """The shell's parsed command line."""
+
+    def __init__(self) -> None:
+        self.flags = FlagValues()
+        self.query: str | None = None
+        self.positional: list[str] = []
+        self.help = False
+        self.version = False
 
 
 def parse_args(argv: Sequence[str]) -> ShellArgs:

@@ -13,9 +13,12 @@ a terminal.  The modes come from two sources, which explains their quirks:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-Rows = Sequence[Sequence[Any]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+Rows = Sequence[Sequence["Any"]]
 
 MODES: tuple[str, ...] = ("column", "csv", "line", "list", "pretty")
 

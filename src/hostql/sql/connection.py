@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import apsw
 
 from hostql.platform import current_platform
+from hostql.plugins import prepare_connection
 from hostql.runtime import Runtime
 from hostql.sql import functions
 from hostql.sql.vtable import TableModule
 from hostql.tables.registry import platform_specs
 from hostql.tables.spec import TableSpec
 
+# Not typing.TYPE_CHECKING: importing typing costs the shell's start-up ~10 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class QueryError(Exception):
     """A query that cannot run; the message is what osqueryi would print."""
 
 
-@dataclass(frozen=True, slots=True)
 class QueryResult:
     """Column names in SQL order, declared types and rows of values."""
 
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
+    __slots__ = ("columns", "rows", "types")
+
+    def __init__(self, columns: tuple[str, ...], types: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        self.columns = columns
+        self.types = types
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return f"QueryResult(columns={self.columns!r}, rows={len(self.rows)})"
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.rows]
@@ -82,9 +91,7 @@ class Connection:
             for alias in spec.aliases:
                 self.db.execute(f'CREATE VIEW "{alias}" AS SELECT * FROM "{spec.name}"')
         self.db.authorizer = _authorizer
-        from hostql.plugins import plugin_manager
-
-        plugin_manager().hook.prepare_connection(connection=self.db)
+        prepare_connection(self.db)
 
     def __enter__(self) -> Connection:
         return self

@@ -8,11 +8,13 @@ row afterwards, so a generator may ignore a constraint and stay correct.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
 
+# Not typing.TYPE_CHECKING: importing typing costs the shell's start-up ~10 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from hostql.runtime import Runtime
     from hostql.tables.spec import TableSpec
 
@@ -31,20 +33,41 @@ class Op(IntEnum):
     REGEXP = 67
 
 
-@dataclass(frozen=True, slots=True)
 class Constraint:
-    op: Op
-    value: Any
+    """One constraint on a column: operator and right-hand value."""
+
+    __slots__ = ("op", "value")
+
+    def __init__(self, op: Op, value: Any) -> None:
+        self.op = op
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraint) and (self.op, self.value) == (other.op, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.op, self.value))
+
+    def __repr__(self) -> str:
+        return f"Constraint({self.op.name}, {self.value!r})"
 
 
-@dataclass(slots=True)
 class QueryContext:
     """Constraints per column and the set of columns the query reads."""
 
-    table: TableSpec
-    constraints: dict[str, list[Constraint]] = field(default_factory=dict)
-    columns_used: frozenset[str] = frozenset()
-    runtime: Runtime | None = None
+    __slots__ = ("columns_used", "constraints", "runtime", "table")
+
+    def __init__(
+        self,
+        table: TableSpec,
+        constraints: dict[str, list[Constraint]] | None = None,
+        columns_used: frozenset[str] = frozenset(),
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.table = table
+        self.constraints = constraints if constraints is not None else {}
+        self.columns_used = columns_used
+        self.runtime = runtime
 
     def equals(self, column: str) -> set[Any]:
         """Values the column must equal (from ``=`` and ``IN (...)``)."""

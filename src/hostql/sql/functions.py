@@ -16,11 +16,14 @@ import re
 import struct
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 import apsw
 
 from hostql.sql import versions
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # osquery's --regex_max_size default: longer patterns are refused.
 REGEX_MAX_SIZE = 256

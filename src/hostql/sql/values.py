@@ -9,9 +9,12 @@ Python values already typed in the common case; these converters handle the rest
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from hostql.tables.spec import ColumnType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def to_integer(value: Any) -> int | None:

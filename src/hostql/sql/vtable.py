@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -31,13 +29,23 @@ from hostql.platform import current_platform, implementation_key
 from hostql.sql.context import Op, QueryContext
 from hostql.sql.values import converter_for, python_type_for
 
+# Not typing.TYPE_CHECKING: importing typing costs the shell's start-up ~10 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
     from hostql.runtime import Runtime
-    from hostql.tables.spec import TableSpec
+    from hostql.tables.spec import Column, TableSpec
 
-log = logging.getLogger(__name__)
 
-Row = tuple[Any, ...] | dict[str, Any]
+def _log() -> logging.Logger:
+    # logging is imported on first use: the shell's fast path never logs.
+    import logging
+
+    return logging.getLogger(__name__)
+
+Row = tuple["Any", ...] | dict[str, "Any"]
 Generator = Callable[[QueryContext], Iterable[Row]]
 
 PUSHABLE_OPS: frozenset[int] = frozenset(int(op) for op in Op)
@@ -112,7 +120,7 @@ def load_generator(path: str) -> Generator:
 
 
 def _no_rows(ctx: QueryContext) -> Iterable[Row]:
-    log.debug("table %s has no generator on this platform; it returns no rows", ctx.table.name)
+    _log().debug("table %s has no generator on this platform; it returns no rows", ctx.table.name)
     return ()
 
 
@@ -120,20 +128,29 @@ class TableModule:
     """apsw VTModule for one spec; eponymous so ``FROM <name>`` just works."""
 
     def __init__(self, spec: TableSpec, runtime: Runtime | None, platform: str | None = None) -> None:
+        # Only cheap work here: a connection creates every module, but a query
+        # touches few tables; the rest is prepared in Connect.
         self.spec = spec
         self.runtime = runtime
         self.platform = platform or current_platform()
-        self.schema_sql = table_schema_sql(spec, self.platform)
+        self.column_source: list[int] = []
+        self.sql_columns: list[Column] = []
+        self.python_types: list[type] = []
+        self.converters: list[Callable[[Any], Any]] = []
+        self._generator: Generator | None = None
+
+    def _prepare(self) -> None:
+        spec = self.spec
         names = list(spec.column_names)
         # Alias columns read their target's value.
-        self.column_source: list[int] = list(range(len(names)))
+        source = list(range(len(names)))
         for col in spec.columns:
             for _alias in col.aliases:
-                self.column_source.append(names.index(col.name))
-        self.sql_columns = [spec.columns[i] for i in self.column_source]
+                source.append(names.index(col.name))
+        self.sql_columns = [spec.columns[i] for i in source]
         self.python_types = [python_type_for(c.type) for c in self.sql_columns]
         self.converters = [converter_for(c.type) for c in self.sql_columns]
-        self._generator: Generator | None = None
+        self.column_source = source
 
     @property
     def generator(self) -> Generator:
@@ -144,7 +161,9 @@ class TableModule:
 
     def Connect(self, connection: apsw.Connection, modulename: str, databasename: str,
                 tablename: str, *args: Any) -> tuple[str, VirtualTable]:
-        return self.schema_sql, VirtualTable(self)
+        if not self.column_source:
+            self._prepare()
+        return table_schema_sql(self.spec, self.platform), VirtualTable(self)
 
     Create = Connect
 
@@ -235,7 +254,7 @@ class Cursor:
         except Exception:
             if _strict():
                 raise
-            log.warning("table %s failed", spec.name, exc_info=True)
+            _log().warning("table %s failed", spec.name, exc_info=True)
             self._iter = iter(())
         self.Next()
 
@@ -250,7 +269,7 @@ class Cursor:
         except Exception:
             if _strict():
                 raise
-            log.warning("table %s stopped early", self.module.spec.name, exc_info=True)
+            _log().warning("table %s stopped early", self.module.spec.name, exc_info=True)
             self._eof = True
             return
         if row.__class__ is dict:

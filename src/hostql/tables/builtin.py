@@ -1,10 +1,12 @@
-"""Registers the built-in tables (the ``tables`` hook of the default plugin)."""
+"""Registers the built-in tables: the default plugin's ``register_tables`` hook.
+
+The function is found by its hook name, so this module does not import pluggy.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-from hostql.hookspecs import hookimpl
 from hostql.tables.spec import TableSpec
 
 # One module per domain; each defines TABLES.  Kept as names so that adding a
@@ -22,7 +24,6 @@ SPEC_MODULES: tuple[str, ...] = (
 )
 
 
-@hookimpl
 def register_tables() -> list[TableSpec]:
     tables: list[TableSpec] = []
     for name in SPEC_MODULES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from hostql.platform import current_platform
-from hostql.plugins import plugin_manager
+from hostql.plugins import collect_tables
 from hostql.tables.spec import TableSpec
 
 
@@ -17,11 +17,10 @@ class DuplicateTableError(ValueError):
 def all_specs() -> dict[str, TableSpec]:
     """Every registered spec by name, whatever its platforms."""
     specs: dict[str, TableSpec] = {}
-    for batch in plugin_manager().hook.register_tables():
-        for spec in batch:
-            if spec.name in specs:
-                raise DuplicateTableError(f"table {spec.name} is registered twice")
-            specs[spec.name] = spec
+    for spec in collect_tables():
+        if spec.name in specs:
+            raise DuplicateTableError(f"table {spec.name} is registered twice")
+        specs[spec.name] = spec
     return specs
 
 

@@ -8,8 +8,7 @@ building a connection never imports platform code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 LINUX = "linux"
 DARWIN = "darwin"
@@ -22,7 +21,7 @@ LINUX_ONLY: frozenset[str] = frozenset({LINUX})
 PORTABLE = "portable"
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     """SQL column types as osquery declares them."""
 
     TEXT = "TEXT"
@@ -41,7 +40,6 @@ DOUBLE = ColumnType.DOUBLE
 BLOB = ColumnType.BLOB
 
 
-@dataclass(frozen=True, slots=True)
 class Column:
     """One column of a table, with osquery's column options.
 
@@ -54,17 +52,51 @@ class Column:
     exists but is hidden, as osquery's ``extended_schema`` does.
     """
 
-    name: str
-    type: ColumnType
-    description: str = ""
-    index: bool = False
-    required: bool = False
-    additional: bool = False
-    optimized: bool = False
-    hidden: bool = False
-    collate: str | None = None
-    aliases: tuple[str, ...] = ()
-    platforms: frozenset[str] | None = None
+    # A plain class rather than a dataclass: importing dataclasses costs the
+    # shell a tenth of its start-up budget.
+    __slots__ = (
+        "additional",
+        "aliases",
+        "collate",
+        "description",
+        "hidden",
+        "index",
+        "name",
+        "optimized",
+        "platforms",
+        "required",
+        "type",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        type: ColumnType,
+        description: str = "",
+        *,
+        index: bool = False,
+        required: bool = False,
+        additional: bool = False,
+        optimized: bool = False,
+        hidden: bool = False,
+        collate: str | None = None,
+        aliases: tuple[str, ...] = (),
+        platforms: frozenset[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.description = description
+        self.index = index
+        self.required = required
+        self.additional = additional
+        self.optimized = optimized
+        self.hidden = hidden
+        self.collate = collate
+        self.aliases = aliases
+        self.platforms = platforms
+
+    def __repr__(self) -> str:
+        return f"Column({self.name!r}, {self.type.value})"
 
     @property
     def pushdown(self) -> bool:
@@ -78,7 +110,6 @@ class Column:
         return self.platforms is not None and platform not in self.platforms
 
 
-@dataclass(frozen=True, slots=True)
 class TableSpec:
     """A table: its schema, attributes and generator per platform.
 
@@ -87,18 +118,51 @@ class TableSpec:
     entry uses the portable generator; a table with neither returns no rows.
     """
 
-    name: str
-    description: str
-    columns: tuple[Column, ...]
-    implementations: dict[str, str] = field(default_factory=dict)
-    platforms: frozenset[str] = ALL_PLATFORMS
-    aliases: tuple[str, ...] = ()
-    cacheable: bool = False
-    user_data: bool = False
-    utility: bool = False
-    evented: bool = False
-    no_pkey: bool = False
-    examples: tuple[str, ...] = ()
+    __slots__ = (
+        "aliases",
+        "cacheable",
+        "columns",
+        "description",
+        "evented",
+        "examples",
+        "implementations",
+        "name",
+        "no_pkey",
+        "platforms",
+        "user_data",
+        "utility",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        columns: tuple[Column, ...],
+        implementations: dict[str, str] | None = None,
+        platforms: frozenset[str] = ALL_PLATFORMS,
+        aliases: tuple[str, ...] = (),
+        cacheable: bool = False,
+        user_data: bool = False,
+        utility: bool = False,
+        evented: bool = False,
+        no_pkey: bool = False,
+        examples: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.columns = columns
+        self.implementations = implementations or {}
+        self.platforms = platforms
+        self.aliases = aliases
+        self.cacheable = cacheable
+        self.user_data = user_data
+        self.utility = utility
+        self.evented = evented
+        self.no_pkey = no_pkey
+        self.examples = examples
+
+    def __repr__(self) -> str:
+        return f"TableSpec({self.name!r})"
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ __all__ = [
     "build_loggers",
     "parse_plugin_names",
     "register",
+    "unregister",
     "wants_status",
 ]
 
@@ -32,7 +33,7 @@ PLUGINS: dict[str, str] = {
     "filesystem": "hostql.agent.loggers.filesystem:create",
     "stdout": "hostql.agent.loggers.stdout:create",
     "syslog": "hostql.agent.loggers.syslog:create",
-    "tls": "hostql.agent.loggers.tls:create",
+    "tls": "hostql.agent.loggers:create_tls",
 }
 
 # osquery's other built-in loggers: named so the error can say why.
@@ -44,6 +45,10 @@ _registered: dict[str, LoggerFactory] = {}
 def register(name: str, factory: LoggerFactory) -> None:
     """Add or replace a logger plugin (extensions, tests)."""
     _registered[name] = factory
+
+
+def unregister(name: str) -> None:
+    _registered.pop(name, None)
 
 
 def available() -> list[str]:
@@ -58,6 +63,16 @@ def parse_plugin_names(value: str) -> list[str]:
         if name and name not in names:
             names.append(name)
     return names
+
+
+def create_tls(flags: FlagValues | None, context: dict[str, Any]) -> Logger:
+    """The TLS logger (agent/remote/tls_logger.py); needs ``context["client"]``."""
+    client = context.get("client")
+    if client is None:
+        raise LoggerError("the tls logger needs the remote client (context['client'])")
+    from hostql.agent.remote.tls_logger import TLSLogger
+
+    return TLSLogger(flags if flags is not None else FlagValues(), client, context.get("store"))
 
 
 def _factory(name: str) -> LoggerFactory:
@@ -75,7 +90,9 @@ def _factory(name: str) -> LoggerFactory:
         if exc.name != module_name:
             raise
         raise LoggerError(f"logger plugin '{name}' is not available in this build") from None
-    factory: LoggerFactory = getattr(module, function)
+    factory: LoggerFactory | None = getattr(module, function, None)
+    if factory is None:
+        raise LoggerError(f"logger plugin '{name}' has no factory {spec}")
     return factory
 
 
