@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_seconds, report  # noqa: E402
-
-from hostql.sql.connection import Connection  # noqa: E402
+from _common import median_seconds, report
+from hostql.sql.connection import Connection
 
 PS_NARROW = ["ps", "-eo", "pid,comm,args"]
 PS_WIDE = ["ps", "-eo", "pid,ppid,pgid,uid,gid,euid,egid,stat,ni,nlwp,rss,vsz,time,lstart,comm,args"]

@@ -13,11 +13,10 @@ from pathlib import Path
 import apsw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_seconds, report  # noqa: E402
-
-from hostql.sql.connection import Connection  # noqa: E402
-from hostql.sql.context import QueryContext  # noqa: E402
-from hostql.tables.spec import BIGINT, DOUBLE, LINUX, TEXT, Column, table  # noqa: E402
+from _common import median_seconds, report
+from hostql.sql.connection import Connection
+from hostql.sql.context import QueryContext
+from hostql.tables.spec import BIGINT, DOUBLE, LINUX, TEXT, Column, table
 
 ROWS = [(i, f"name{i}", f"/usr/bin/prog{i}", i * 0.5, i * 7) for i in range(200_000)]
 

@@ -85,7 +85,7 @@ def test_node_key_is_stored_and_reused_after_restart(server: TLSTestServer, tmp_
         config_call(agent)
         config_call(agent)
         assert agent.store.get(CONFIGURATIONS, "nodeKey") == "node-key-1"
-        assert agent.store.get(CONFIGURATIONS, "nodeKeyTime", ).isdigit()
+        assert (agent.store.get(CONFIGURATIONS, "nodeKeyTime") or "").isdigit()
     finally:
         agent.close()
     again = make_agent(server, tmp_path)  # same store file: a restart
@@ -182,6 +182,20 @@ def test_node_invalid_at_config_reenrolls_once(server: TLSTestServer, tmp_path: 
         assert agent.store.get(CONFIGURATIONS, "nodeKey") == "node-key-2"
     finally:
         agent.close()
+
+
+def test_a_stale_refusal_does_not_drop_the_new_key(server: TLSTestServer, tmp_path: Path) -> None:
+    agent = make_agent(server, tmp_path)
+    try:
+        enrollment = agent.client.enrollment
+        old = enrollment.node_key()
+        enrollment.invalidate(old)  # first thread to see node_invalid
+        new = enrollment.node_key()
+        enrollment.invalidate(old)  # a second thread, refused with the old key too
+        assert enrollment.node_key() == new != old
+    finally:
+        agent.close()
+    assert server.enrollments() == 2
 
 
 def test_disable_reenrollment_keeps_the_key(server: TLSTestServer, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import inspect
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +43,11 @@ def log() -> Iterator[logging.Logger]:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     logger.setLevel(logging.NOTSET)
+
+
+def _flush(log: logging.Logger) -> None:
+    for handler in log.handlers:
+        handler.flush()
 
 
 def _statuses(store: Store, sink: str) -> list[dict[str, object]]:
@@ -90,6 +97,8 @@ def test_records_become_json_status_lines_in_the_outbox(store: Store, log: loggi
     critical_line = _here() + 1
     log.critical("fatal")
     log.debug("not without --verbose")
+    assert store.pending("tls") == []  # asynchronous, as in osqueryd: waiting for a flush
+    _flush(log)
 
     tls = _statuses(store, "tls")
     assert _statuses(store, "stdout") == tls
@@ -119,12 +128,14 @@ def test_min_status_filters_records(store: Store, log: logging.Logger) -> None:
     log.warning("warning")
     log.error("error")
     log.critical("critical")
+    _flush(log)
     assert [s["message"] for s in _statuses(store, "tls")] == ["error", "critical"]
 
 
 def test_verbose_records_debug_as_info(store: Store, log: logging.Logger) -> None:
     log.addHandler(StatusHandler(version="v", store=store, sinks=["tls"], verbose=True))
     log.debug("detail")
+    _flush(log)
     assert [(s["severity"], s["message"]) for s in _statuses(store, "tls")] == [(0, "detail")]
 
 
@@ -134,6 +145,7 @@ def test_exception_text_is_kept(store: Store, log: logging.Logger) -> None:
         raise ValueError("bad row")
     except ValueError:
         log.exception("table failed")
+    _flush(log)
     [status] = _statuses(store, "tls")
     assert status["message"] == "table failed: ValueError: bad row"
     assert status["severity"] == 2
@@ -182,6 +194,7 @@ def test_outbox_statuses_reach_stdout(store: Store, log: logging.Logger, capsys:
     log.addHandler(StatusHandler(version="v", store=store, sinks=["stdout"]))
     line = _here() + 1
     log.warning("config option ignored")
+    _flush(log)
     rows = store.pending("stdout")
     assert StdoutLogger().deliver(rows)
     store.delivered([i for i, _, _ in rows])
@@ -189,11 +202,99 @@ def test_outbox_statuses_reach_stdout(store: Store, log: logging.Logger, capsys:
     assert store.pending_count("stdout") == 0
 
 
-def test_a_failing_store_does_not_raise_or_recurse(
-    tmp_path: Path, log: logging.Logger, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_failing_store_keeps_lines_buffered(tmp_path: Path, store: Store, log: logging.Logger) -> None:
     broken = Store(tmp_path / "s.db")
     broken.close()
-    log.addHandler(StatusHandler(version="v", store=broken, sinks=["tls"]))
-    log.error("still fine")  # logging reports the handler error on stderr; no exception
-    assert "still fine" in capsys.readouterr().err
+    handler = StatusHandler(version="v", store=broken, sinks=["tls"])
+    log.addHandler(handler)
+    log.error("still fine")
+    assert handler.flush_to_store() is False
+    handler.flush()  # what logging.shutdown calls: must not raise
+    assert handler.pending() == 1
+    handler.store = store
+    assert handler.flush_to_store() is True
+    assert handler.pending() == 0
+    assert [s["message"] for s in _statuses(store, "tls")] == ["still fine"]
+
+
+def test_sync_flushes_each_record(store: Store, log: logging.Logger) -> None:
+    log.addHandler(StatusHandler(version="v", store=store, sinks=["tls"], sync=True))
+    log.warning("now")
+    assert [s["message"] for s in _statuses(store, "tls")] == ["now"]
+
+
+def test_logging_inside_a_store_transaction_does_not_deadlock(tmp_path: Path, log: logging.Logger) -> None:
+    # Its own store, left open on failure: closing it would wait for the stuck threads.
+    store = Store(tmp_path / "deadlock.db")
+    handler = StatusHandler(version="v", store=store, sinks=["tls"], sync=True)
+    log.addHandler(handler)
+    in_transaction = threading.Event()
+
+    def scheduled_run() -> None:
+        with store.transaction():
+            store.put("queries", "q", "[]")
+            in_transaction.set()
+            time.sleep(0.2)  # meanwhile another thread logs and waits for the store
+            log.info("logged inside the run's transaction")
+
+    def other() -> None:
+        in_transaction.wait(5)
+        log.info("logged by another thread")
+
+    threads = [threading.Thread(target=scheduled_run, daemon=True), threading.Thread(target=other, daemon=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert sorted(s["message"] for s in _statuses(store, "tls")) == [
+        "logged by another thread",
+        "logged inside the run's transaction",
+    ]
+    store.close()
+
+
+def test_installed_handler_flushes_in_the_background(tmp_path: Path, store: Store, log: logging.Logger) -> None:
+    handler = install_status_logging(
+        FlagValues(),
+        version="v",
+        host_identifier="h",
+        store=store,
+        loggers=[StdoutLogger()],
+        logger_name=NAME,
+        flush_interval=0.05,
+    )
+    try:
+        assert handler.glog is None
+        log.warning("in the background")
+        deadline = time.monotonic() + 5
+        while not store.pending("stdout") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [s["message"] for s in _statuses(store, "stdout")] == ["in the background"]
+    finally:
+        remove_status_logging(handler, NAME)
+    assert not any(t.name == "hostql-status-flush" for t in threading.enumerate())
+
+
+def test_removing_the_handler_flushes_what_is_left(store: Store, log: logging.Logger) -> None:
+    handler = install_status_logging(
+        FlagValues(), version="v", host_identifier="h", store=store, loggers=[StdoutLogger()], logger_name=NAME,
+        flush_interval=3600,
+    )  # fmt: skip
+    log.error("last words")
+    remove_status_logging(handler, NAME)
+    assert [s["message"] for s in _statuses(store, "stdout")] == ["last words"]
+
+
+def test_logger_status_sync_flag(store: Store, log: logging.Logger) -> None:
+    flags = FlagValues({"logger_status_sync": "true"})
+    handler = install_status_logging(
+        flags, version="v", host_identifier="h", store=store, loggers=[StdoutLogger()], logger_name=NAME
+    )
+    try:
+        assert handler.sync is True
+        assert not any(t.name == "hostql-status-flush" for t in threading.enumerate())
+        log.info("at once")
+        assert [s["message"] for s in _statuses(store, "stdout")] == ["at once"]
+    finally:
+        remove_status_logging(handler, NAME)

@@ -96,8 +96,11 @@ def test_system_info_live(db: Any) -> None:
         assert row["cpu_brand"] == model_names[0]
     assert 1 <= row["cpu_physical_cores"] <= row["cpu_logical_cores"]
     uuid_file = Path("/sys/class/dmi/id/product_uuid")
+    machine_id = Path("/etc/machine-id")
     if uuid_file.is_file() and os.access(uuid_file, os.R_OK):
         assert row["uuid"].lower() == uuid_file.read_text().strip().lower()
+    elif machine_id.is_file() and len(machine_id.read_text().strip()) == 32:
+        assert row["uuid"].replace("-", "").lower() == machine_id.read_text().strip()
     else:
         assert row["uuid"] == ""
     vendor_file = Path("/sys/class/dmi/id/sys_vendor")
@@ -479,9 +482,14 @@ def test_system_info_fake_dmi(tmp_path: Path) -> None:
     # Lenovo's model and version are swapped back; the placeholder UUID is dropped.
     assert row["hardware_model"] == "ThinkPad X1 Carbon" and row["hardware_version"] == "20XW00A1"
     assert row["board_model"] == "20XW" and "hardware_serial" not in row
+    # No machine-id in the fake tree either, and no runtime: nothing to report.
     assert row["uuid"] == "" and row["physical_memory"] == 102400
-    _write(tmp_path, "sys/class/dmi/id/product_uuid", "4C4C4544-0042-3510-8052-B4C04F564433\n")
-    assert linux_system.read_product_uuid(str(tmp_path)) == "4C4C4544-0042-3510-8052-B4C04F564433"
+    _write(tmp_path, "etc/machine-id", "3d1219c7c4c5404aaa1f6d2a48adfda4\n")
+    row = linux_system.system_info_row(QueryContext.for_table(spec), str(tmp_path))
+    assert row["uuid"] == "3D1219C7-C4C5-404A-AA1F-6D2A48ADFDA4"
+    _write(tmp_path, "sys/class/dmi/id/product_uuid", "4c4c4544-0042-3510-8052-b4c04f564433\n")
+    row = linux_system.system_info_row(QueryContext.for_table(spec), str(tmp_path))
+    assert row["uuid"] == "4C4C4544-0042-3510-8052-B4C04F564433"
 
 
 def _smbios_structure(kind: int, body: bytes, strings: list[str]) -> bytes:

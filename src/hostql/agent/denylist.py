@@ -23,6 +23,8 @@ from hostql.agent.store import CONFIGURATIONS, Store
 EXECUTING_QUERY = "executing_query"
 FAILED_QUERIES = "failed_queries"
 DENYLIST_DURATION = 86400  # seconds a query that was running at a crash is skipped
+# What the daemon logs (WARNING) for the name check_crashed_query returns.
+CRASHED_QUERY_MESSAGE = "Scheduled query may have failed: %s"
 
 
 class ExecutingQuery:

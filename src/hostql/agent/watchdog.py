@@ -235,7 +235,7 @@ class LimitMonitor:
             return (
                 f"CPU limits exceeded for {sustained:.0f} s "
                 f"(used {used} ms of a {budget:.0f} ms budget in the last {elapsed:g} s; "
-                f"limit {s.utilization_pct:g}% of {s.cores} cores)"
+                f"limit {s.utilization_pct:g}% of {s.cores} core{'s' if s.cores != 1 else ''})"
             )
         return None
 

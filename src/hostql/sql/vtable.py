@@ -218,7 +218,7 @@ class VirtualTable:
 
 
 class Cursor:
-    __slots__ = ("_conv", "_eof", "_iter", "_names", "_row", "_rowid", "_source", "_types", "_width", "module")
+    __slots__ = ("_aliases", "_conv", "_eof", "_iter", "_names", "_row", "_rowid", "_types", "_width", "module")
 
     def __init__(self, module: TableModule) -> None:
         self.module = module
@@ -230,7 +230,9 @@ class Cursor:
         self._width = len(self._names)
         self._types = module.python_types
         self._conv = module.converters
-        self._source = module.column_source
+        # Alias columns come after the spec's columns; their values are
+        # appended to each row so Column is a plain index.
+        self._aliases = tuple(module.column_source[self._width:])
 
     def Filter(self, indexnum: int, indexname: str, constraintargs: tuple[Any, ...]) -> None:
         spec = self.module.spec
@@ -278,6 +280,8 @@ class Cursor:
             raise TableError(
                 f"table {self.module.spec.name} produced a row of {len(row)} values for {self._width} columns"
             )
+        if self._aliases:
+            row = row + tuple(row[i] for i in self._aliases)  # type: ignore[operator,index]
         self._row = row  # type: ignore[assignment]
         self._rowid += 1
 
@@ -285,9 +289,8 @@ class Cursor:
         return self._eof
 
     def Column(self, number: int) -> Any:
-        if number < 0:
-            return self._rowid
-        value = self._row[self._source[number]]
+        # Called once per cell: keep it to one index and one type check.
+        value = self._row[number]
         if value is None or value.__class__ is self._types[number]:
             return value
         return self._conv[number](value)

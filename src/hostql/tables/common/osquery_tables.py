@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from hostql.agent.flags import format_value
 from hostql.runtime import Runtime
 from hostql.sql.context import QueryContext
+from hostql.tables.common.host_identity import host_uuid
 
 # osquery's platform bitmask: POSIX=1, WINDOWS=2, BSD=4, LINUX=8, OSX=16.
 PLATFORM_MASKS = {"linux": 9, "darwin": 17, "windows": 2}
@@ -22,21 +23,6 @@ def _build_platform() -> str:
     return "darwin" if system == "darwin" else system
 
 
-def host_uuid() -> str:
-    """The host UUID as system_info reports it (DMI, else machine-id)."""
-    for path in ("/sys/class/dmi/id/product_uuid", "/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            with open(path) as fh:
-                text = fh.read().strip()
-        except OSError:
-            continue
-        if len(text) == 32 and "-" not in text:
-            text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-        if text:
-            return text.upper()
-    return ""
-
-
 def gen_osquery_info(ctx: QueryContext) -> Iterator[tuple[object, ...]]:
     from hostql import OSQUERY_VERSION
 
@@ -44,7 +30,7 @@ def gen_osquery_info(ctx: QueryContext) -> Iterator[tuple[object, ...]]:
     build = _build_platform()
     yield (
         rt.pid,
-        host_uuid() if ctx.is_used("uuid") else None,
+        host_uuid(rt) if ctx.is_used("uuid") else None,
         rt.instance_id,
         OSQUERY_VERSION,
         rt.config_hash,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.host_identity import host_uuid
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,6 @@ _DMI_COLUMNS = {
     "board_version": "board_version",
     "board_serial": "board_serial",
 }
-
-# Firmware that never filled in a real UUID reports one of these; osquery
-# treats them as absent too.
-_PLACEHOLDER_UUIDS = frozenset(
-    {
-        "00000000-0000-0000-0000-000000000000",
-        "ffffffff-ffff-ffff-ffff-ffffffffffff",
-        "03000200-0400-0500-0006-000700080009",
-        "00020003-0004-0005-0006-000700080009",
-    }
-)
-
 
 @dataclass
 class CpuSummary:
@@ -113,19 +102,6 @@ def read_dmi_id(root: str = "/") -> dict[str, str]:
     return values
 
 
-def read_product_uuid(root: str = "/") -> str:
-    """The firmware system UUID, or "" when absent, unreadable or a placeholder."""
-    text = read_text(root, "sys/class/dmi/id/product_uuid")
-    if text is None:
-        log.debug("system_info: no readable DMI product_uuid; uuid left empty")
-        return ""
-    value = text.replace("\x00", "").strip()
-    if value.lower() in _PLACEHOLDER_UUIDS:
-        log.debug("system_info: DMI product_uuid %s is a placeholder", value)
-        return ""
-    return value
-
-
 def meminfo_kib(text: str) -> dict[str, int]:
     """/proc/meminfo as {field: value}; values are in KiB where the kernel says kB."""
     values: dict[str, int] = {}
@@ -147,7 +123,7 @@ def system_info_row(ctx: QueryContext, root: str = "/") -> dict[str, object]:
         "cpu_subtype": "0",
     }
     if ctx.is_used("uuid"):
-        row["uuid"] = read_product_uuid(root)
+        row["uuid"] = host_uuid(ctx.runtime, root)
     logical = os.cpu_count()
     row["cpu_logical_cores"] = logical if logical else -1
     cpuinfo = read_text(root, "proc/cpuinfo")
