@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # Programs the tests use as ground truth; installed only when missing.
 SYSTEM_PROGRAMS := ps:procps sha256sum:coreutils dpkg-query:dpkg ssh-keygen:openssh-client openssl:openssl \
-	mke2fs:e2fsprogs mkswap:util-linux blkid:util-linux
+	mke2fs:e2fsprogs mkswap:util-linux blkid:util-linux rsyslogd:rsyslog
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
 	  prog=$${pair%%:*}; pkg=$${pair##*:}; \

@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 # name -> "module:function"; other parts of hostql add theirs here.
 SUBCOMMANDS: dict[str, str] = {
     "shell": "hostql.shell.main:run",
+    "agent": "hostql.agent.main:run",
 }
 
 # One-line summaries for ``hostql --help``.
 SUMMARIES: dict[str, str] = {
     "shell": "Query this host with SQL (osqueryi-compatible shell)",
+    "agent": "Run the agent daemon (osqueryd-compatible): schedule, logs, TLS remote",
 }
 
 Command = Callable[[Sequence[str]], int]

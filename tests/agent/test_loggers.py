@@ -10,6 +10,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from hostql.agent.loggers.glog import GlogFiles, glog_line
 from hostql.agent.loggers.rotate import GZIP, ZSTD
 from hostql.agent.loggers.stdout import StdoutLogger
 from hostql.agent.loggers.syslog import SyslogLogger, syslog_message
+from hostql.agent.store import Store
 
 
 def result(n: int) -> str:
@@ -137,8 +139,6 @@ def _content(path: Path) -> str:
 
 @pytest.mark.parametrize("method", [GZIP, ZSTD])
 def test_rotation_compresses_older_files_and_keeps_max_files(tmp_path: Path, method: str) -> None:
-    if method == ZSTD:
-        pytest.importorskip("zstandard")
     suffix = ".gz" if method == GZIP else ".zst"
     line_size = len(result(0)) + 1
     logger = FilesystemLogger(
@@ -217,6 +217,39 @@ def test_recover_finds_lines_written_before_a_crash_and_cuts_a_torn_line(tmp_pat
     assert again.deliver([row for row in pending if row[0] > 5])
     assert (tmp_path / "osqueryd.results.log").read_text() == "".join(f"{result(n)}\n" for n in (1, 2, 3, 5, 6))
     assert (tmp_path / "osqueryd.snapshots.log").read_text() == '{"s":1}\n{"s":2}\n'
+
+
+KILLED_CHILD = """
+import os, signal, sys
+from hostql.agent.loggers.filesystem import FilesystemLogger
+from hostql.agent.store import Store
+
+store = Store(sys.argv[1])
+logger = FilesystemLogger(sys.argv[2])
+with store.transaction():
+    store.enqueue(["filesystem"], "result", [f'{{"n":{n}}}' for n in range(5)])
+rows = store.pending("filesystem")
+assert logger.deliver(rows[:2])
+store.delivered([i for i, _, _ in rows[:2]])
+assert logger.deliver(rows[2:])
+os.kill(os.getpid(), signal.SIGKILL)  # before the daemon could mark rows 3..5 delivered
+"""
+
+
+def test_kill_9_between_write_and_delivered(tmp_path: Path) -> None:
+    db, logs = tmp_path / "state.db", tmp_path / "logs"
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(db), str(logs)], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    store = Store(db)
+    pending = store.pending("filesystem")
+    assert [line for _, _, line in pending] == ['{"n":2}', '{"n":3}', '{"n":4}']
+    logger = FilesystemLogger(logs)
+    done = logger.recover(pending)
+    assert done == [i for i, _, _ in pending]
+    store.delivered(done)
+    assert store.pending_count("filesystem") == 0
+    assert (logs / "osqueryd.results.log").read_text() == "".join(f'{{"n":{n}}}\n' for n in range(5))
+    store.close()
 
 
 def test_recover_finds_a_written_prefix_only(tmp_path: Path) -> None:

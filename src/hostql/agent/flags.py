@@ -186,6 +186,7 @@ FLAG_DEFINITIONS: tuple[Flag, ...] = (
     _f("logger_secondary_status_only", "bool", False, "Send only status lines to secondary loggers"),
     _f("logger_syslog_facility", "int32", 19, "Syslog facility number for the syslog logger"),
     _f("logger_syslog_prepend_cee", "bool", False, "Prefix syslog results with '@cee:'"),
+    _f("logger_syslog_socket", "string", "/dev/log", "Unix socket the syslog logger writes to", hidden=True),
     _f("buffered_log_max", "uint64", 1000000, "Most buffered log lines kept; 0 is unlimited"),
     # remote (TLS)
     _f("tls_hostname", "string", "", "TLS server host[:port] for all TLS plugins", cli_only=True),

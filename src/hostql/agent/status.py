@@ -115,7 +115,7 @@ class StatusHandler(logging.Handler):
             decorations,
         )
 
-    def _unused_handle(self, record: logging.LogRecord) -> bool:
+    def handle(self, record: logging.LogRecord) -> bool:
         # logging.Handler.handle holds the handler's lock around emit; emit is
         # thread-safe on its own, and holding that lock while a synchronous
         # flush waits for the store could deadlock with a thread that logs from

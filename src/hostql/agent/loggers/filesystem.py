@@ -83,7 +83,11 @@ class FilesystemLogger:
 
     def deliver(self, batch: list[OutboxRow]) -> bool:
         with self._lock:
-            done = set(self._recover(batch)) if self._unsure else set()
+            try:
+                done = set(self._recover(batch)) if self._unsure else set()
+            except OSError as exc:
+                self._notice.failed(f"cannot check {exc.filename or self.directory}: {exc.strerror or exc}")
+                return False
             by_kind: dict[str, list[str]] = {RESULT: [], SNAPSHOT: []}
             for outbox_id, kind, line in batch:
                 if outbox_id in done:
@@ -151,8 +155,7 @@ class FilesystemLogger:
                     fd = self._open(path)
                     existed = False
                     size = 0
-                buffer += line.encode("utf-8", "surrogateescape")
-                buffer += b"\n"
+                buffer += _encode(line)
                 if len(buffer) >= _CHUNK:
                     _write_all(fd, buffer)
                     size += len(buffer)
@@ -179,6 +182,11 @@ class FilesystemLogger:
                 count = _written_prefix(path, [line for _, _, line in rows])
                 found.extend(outbox_id for outbox_id, _, _ in rows[:count])
         return sorted(found)
+
+
+def _encode(line: str) -> bytes:
+    """The bytes written for one line (a lone surrogate cannot fail a batch)."""
+    return line.encode("utf-8", "backslashreplace") + b"\n"
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -254,7 +262,7 @@ def _tail(path: Path, count: int) -> tuple[bytes, bool]:
 
 def _written_prefix(path: Path, lines: list[str]) -> int:
     """How many of ``lines`` (from the first) are the last lines written to ``path``."""
-    encoded = [line.encode("utf-8", "surrogateescape") + b"\n" for line in lines]
+    encoded = [_encode(line) for line in lines]
     total = sum(len(e) for e in encoded)
     tail, at_start = _tail(path, total + 1)
     if not tail:

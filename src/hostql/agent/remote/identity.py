@@ -1,7 +1,7 @@
 """``--host_identifier``: what the agent calls itself in enrollment and log lines.
 
-``hostname`` (default, looked up each time), ``uuid`` (the machine's hardware
-UUID, remembered in the store), ``instance`` (a random UUID made once and kept
+``hostname`` (default, looked up each time), ``uuid`` (the machine's firmware
+UUID or machine-id, else a random one; remembered in the store), ``instance`` (a random UUID made once and kept
 in the store), ``ephemeral`` (random for each process) and ``specified``
 (``--specified_identifier``).  If the chosen source gives nothing, the
 hostname is used, as osquery does.
@@ -13,10 +13,10 @@ import logging
 import socket
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from hostql.agent.flags import FlagValues
 from hostql.agent.store import CONFIGURATIONS, Store
+from hostql.tables.common.host_identity import firmware_uuid, machine_id_uuid
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,8 @@ def hostname() -> str:
 
 
 def hardware_uuid() -> str:
-    """The DMTF system UUID the firmware reports, or "" when it cannot be read."""
-    for path in ("/sys/class/dmi/id/product_uuid", "/sys/devices/virtual/dmi/id/product_uuid"):
-        try:
-            text = Path(path).read_text(encoding="ascii", errors="replace").strip()
-        except OSError:
-            continue
-        try:
-            return str(uuid.UUID(text)).upper()
-        except ValueError:
-            continue
-    return ""
+    """The host's own UUID (firmware, else machine-id; see host_identity), or ""."""
+    return firmware_uuid() or machine_id_uuid()
 
 
 class HostIdentity:
