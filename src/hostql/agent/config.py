@@ -277,7 +277,8 @@ class _Builder:
                 self.warn(where, f"unknown option '{name}' ignored (names starting with 'custom_' are kept)")
                 continue
             if flag.cli_only:
-                self.warn(where, f"'{name}' is a command-line-only flag; set via config file it is ignored")
+                self.warn(where, f"'{name}' is a command-line-only flag; set via config file it is ignored"
+                                 f" (pass --{name} on the command line or in a flagfile)")
                 continue
             if raw is None:
                 self.warn(where, "null is not a value; option ignored")

@@ -117,6 +117,12 @@ class Daemon:
 
     def apply_config(self, config: Config) -> None:
         previous = self.config
+        if previous is not None and previous.hash == config.hash:
+            # A refresh that brought the same config changes nothing (osquery
+            # skips its parsers too); rebuilding the schedule here made queries
+            # that had just run run again in the same second.
+            self.runtime.config_valid = True
+            return
         self.config = config
         self.flags = config.flags
         self.runtime.flags = config.flags
@@ -133,7 +139,8 @@ class Daemon:
         self.decorations.on_load()
         queries = config.runnable_queries(host_platform())
         now = int(self.clock())
-        self.schedule = Schedule(self.store, queries, now, int(config.flags.get("schedule_splay_percent")))
+        self.schedule = Schedule(self.store, queries, now, int(config.flags.get("schedule_splay_percent")),
+                                 previous=self.schedule)
         self.runtime.packs = [PackInfo(p.name, p.platform, p.version, p.shard) for p in config.packs.values()
                               if p.name != "main"]
         self._refresh_schedule_stats()

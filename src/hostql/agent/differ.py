@@ -53,9 +53,10 @@ class DiffResult:
         return not self.added and not self.removed
 
 
-def _key(row: Row) -> str:
-    # Whole-row equality on typed values, independent of key order.
-    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _key(row: Row) -> tuple[tuple[str, Any], ...]:
+    # Whole-row equality on typed values, independent of key order.  Values
+    # are scalars (str, int, float, None), so the sorted items are hashable.
+    return tuple(sorted(row.items()))
 
 
 def diff_rows(old: Sequence[Row], new: Sequence[Row]) -> tuple[list[Row], list[Row]]:

@@ -104,16 +104,16 @@ class LineContext:
         return line
 
 
+def _row_lines(ctx: LineContext, rows: Iterable[Row], action: str, nullvalue: str) -> list[str]:
+    """Event lines sharing one header: the header is serialised once per run."""
+    head = dumps(ctx.decorate(ctx.header()))[:-1]
+    tail = f',"action":{dumps(action)}}}'
+    return [f'{head},"columns":{dumps(log_row(row, ctx.numerics, nullvalue))}{tail}' for row in rows]
+
+
 def event_lines(ctx: LineContext, removed: Iterable[Row], added: Iterable[Row], nullvalue: str = "") -> list[str]:
     """Event format: one line per row, every ``removed`` before every ``added``."""
-    lines = []
-    for action, rows in (("removed", removed), ("added", added)):
-        for row in rows:
-            line = ctx.decorate(ctx.header())
-            line["columns"] = log_row(row, ctx.numerics, nullvalue)
-            line["action"] = action
-            lines.append(dumps(line))
-    return lines
+    return _row_lines(ctx, removed, "removed", nullvalue) + _row_lines(ctx, added, "added", nullvalue)
 
 
 def batch_line(ctx: LineContext, removed: Iterable[Row], added: Iterable[Row], nullvalue: str = "") -> str:
@@ -137,13 +137,7 @@ def snapshot_line(ctx: LineContext, rows: Iterable[Row], nullvalue: str = "") ->
 
 def snapshot_event_lines(ctx: LineContext, rows: Iterable[Row], nullvalue: str = "") -> list[str]:
     """``--logger_snapshot_event_type``: one event line per row, action snapshot."""
-    lines = []
-    for row in rows:
-        line = ctx.decorate(ctx.header())
-        line["columns"] = log_row(row, ctx.numerics, nullvalue)
-        line["action"] = "snapshot"
-        lines.append(dumps(line))
-    return lines
+    return _row_lines(ctx, rows, "snapshot", nullvalue)
 
 
 SEVERITY_NAMES = {0: "INFO", 1: "WARNING", 2: "ERROR", 3: "FATAL"}

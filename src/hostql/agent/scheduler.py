@@ -53,7 +53,7 @@ class Schedule:
     """The due times of the scheduled queries of one config."""
 
     def __init__(self, store: Store, queries: Iterable[ScheduledQuery], now: int, splay_percent: int,
-                 rng: Callable[[int, int], int] = random.randint) -> None:
+                 rng: Callable[[int, int], int] = random.randint, previous: Schedule | None = None) -> None:
         self.queries: dict[str, ScheduledQuery] = {}
         self.splayed: dict[str, int] = {}
         self.due: dict[str, int] = {}
@@ -61,7 +61,12 @@ class Schedule:
             splayed = splayed_interval(store, query.name, query.interval, splay_percent, rng)
             self.queries[query.name] = query
             self.splayed[query.name] = splayed
-            self.due[query.name] = next_due(now - 1, splayed) if now % splayed == 0 else next_due(now, splayed)
+            if previous is not None and previous.splayed.get(query.name) == splayed:
+                # A config update keeps a query's next run: one that just ran
+                # must not run again in the same second.
+                self.due[query.name] = previous.due[query.name]
+            else:
+                self.due[query.name] = next_due(now - 1, splayed) if now % splayed == 0 else next_due(now, splayed)
 
     def startup_queries(self) -> list[ScheduledQuery]:
         """Queries with a ``startup_priority``: run once at start, lowest first."""
