@@ -133,8 +133,10 @@ class AgentProcess:
         self.stderr_path = cwd / f"{name}.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
         self.known: set[int] = set()  # every descendant pid ever seen, for the final clean-up
+        self.started = 0.0  # time.monotonic() at start
 
     def start(self) -> AgentProcess:
+        self.started = time.monotonic()
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hostql", "agent", *self.args],

@@ -9,6 +9,7 @@ connection must not be used by two threads at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ from hostql.agent.scheduler import Schedule
 from hostql.agent.stats import PackInfo
 from hostql.agent.status import install_status_logging, remove_status_logging
 from hostql.agent.store import Store
-from hostql.agent.watchdog import is_worker, watcher_alive, watcher_pid
+from hostql.agent.watchdog import LIMIT_SIGNAL, is_worker, watcher_alive, watcher_pid
 from hostql.runtime import Runtime
 from hostql.sql.connection import Connection, QueryError
 
@@ -53,7 +54,11 @@ class Daemon:
         self.schedule: Schedule | None = None
         self.threads: list[threading.Thread] = []
         self.client: Any = None
+        self.exit_code = 0
         self.source: ConfigSource | None = None
+        self._builtin_tables: tuple[str, ...] | None = None
+        self._config_lock = threading.Lock()
+        self._fresh_config: Config | None = None  # fetched by the refresh thread, not applied yet
         from hostql.agent.remote.identity import HostIdentity
 
         self.identity = HostIdentity(flags, self.store)
@@ -78,8 +83,19 @@ class Daemon:
             # Enrollment reads host details on whichever thread needs a node key
             # first, so it gets a connection of its own.
             self.client = RemoteClient.from_flags(self.flags, self.store, _LockedRunner(Connection(self.runtime)),
-                                                  identity=self.identity)
+                                                  identity=self.identity, sleep=self._retry_sleep)
         return self.client
+
+    def _retry_sleep(self, seconds: float) -> None:
+        """The TLS plugins' waits between attempts, cut short when the agent is told to stop.
+
+        Without this a SIGTERM during enrollment retries (waits of 1, 4, 9 ...
+        seconds, 12 attempts) left the agent running for minutes.
+        """
+        if self.stop.wait(seconds):
+            from hostql.agent.remote.transport import RemoteError
+
+            raise RemoteError("the agent is stopping")
 
     def _build_loggers(self) -> list[Logger]:
         names = parse_plugin_names(str(self.flags.get("logger_plugin")))
@@ -100,20 +116,58 @@ class Daemon:
 
     # config
 
-    def load_config(self) -> bool:
-        """Load the config; on failure keep the one in force (or run without one)."""
+    def fetch_config(self) -> Config | None:
+        """Read and check the config (on any thread); None, logged, when it cannot be loaded."""
         if self.source is None:
             self.source = self._config_source()
+        if self._builtin_tables is None:
+            self._builtin_tables = tuple(self.conn.tables)
         try:
-            config = load_config(self.source, self.flags, builtin_tables=tuple(self.conn.tables))
+            config = load_config(self.source, self.flags, builtin_tables=self._builtin_tables)
         except ConfigError as exc:
+            if self.stop.is_set():  # a fetch cut short by the stop request
+                return None
             log.error("Config load failed, keeping the last good config: %s", exc)
             self.runtime.config_valid = self.config is not None
+            return None
+        current = self.config
+        if current is None or current.hash != config.hash:
+            for warning in config.warnings:
+                log.warning("%s", warning)
+        return config
+
+    def load_config(self) -> bool:
+        """Load the config; on failure keep the one in force (or run without one)."""
+        config = self.fetch_config()
+        if config is None:
             return False
-        for warning in config.warnings:
-            log.warning("%s", warning)
         self.apply_config(config)
         return True
+
+    def _config_refresh_loop(self) -> None:
+        """Fetch the config when a refresh is due; the scheduler thread applies it.
+
+        Fetching here rather than on the scheduler thread keeps a slow or
+        unreachable TLS server (retries wait 1 + 4 s) from stalling the schedule.
+        """
+        last_refresh = self.clock()
+        while not self.stop.wait(0.2):
+            if not self._config_refresh_due(last_refresh):
+                continue
+            last_refresh = self.clock()
+            try:
+                config = self.fetch_config()
+            except Exception:  # the refresh loop must outlive one bad round
+                log.exception("Config refresh failed")
+                continue
+            if config is not None:
+                with self._config_lock:
+                    self._fresh_config = config
+
+    def _take_fresh_config(self) -> Config | None:
+        with self._config_lock:
+            config, self._fresh_config = self._fresh_config, None
+        return config
 
     def apply_config(self, config: Config) -> None:
         previous = self.config
@@ -239,7 +293,7 @@ class Daemon:
             for query in self.schedule.startup_queries():
                 self.run_query(query.name)
         self.deliver()
-        last_refresh = self.clock()
+        self._start_thread("config-refresh", self._config_refresh_loop)
         while not self.stop.is_set():
             now = int(self.clock())
             self.decorations.on_tick(now)
@@ -250,9 +304,9 @@ class Daemon:
                     self.run_query(query.name)
                 self._refresh_schedule_stats()
             self.deliver()
-            if self._config_refresh_due(last_refresh):
-                last_refresh = self.clock()
-                self.load_config()
+            fresh = self._take_fresh_config()
+            if fresh is not None:
+                self.apply_config(fresh)
             if self.runtime.watcher_pid > 0 and not watcher_alive(self.runtime.watcher_pid):
                 log.error("The watcher process is gone; the worker stops")
                 break
@@ -262,6 +316,12 @@ class Daemon:
 
     def shutdown(self) -> int:
         """Flush what can be flushed; the rest stays in the store for the next start."""
+        if self.runner.abandon:
+            log.warning("Stopped by the watchdog; the running query stays marked and will be denylisted")
+            # Nothing more runs: the schedule is abandoned, the store keeps the rest.
+            remove_status_logging(self.status)
+            self.store.close()
+            return self.exit_code
         log.info("hostql agent stopping")
         self.stop.set()
         for thread in self.threads:
@@ -273,17 +333,40 @@ class Daemon:
         if self.client is not None:
             self.client.close()
         self.store.close()
-        return 0
+        return self.exit_code
 
     def _install_signals(self) -> None:
+        """Stop on SIGTERM/SIGINT; abandon the running query on the watcher's LIMIT_SIGNAL.
+
+        A Python signal handler only runs between bytecodes, so it would wait
+        for a long SQLite query to finish.  The handlers are no-ops; the signal
+        number arrives through the wakeup fd on a thread that interrupts the
+        query at once (apsw releases the GIL while SQLite works).
+        """
         if threading.current_thread() is not threading.main_thread():
             return
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd)
+        for signum in (signal.SIGTERM, signal.SIGINT, LIMIT_SIGNAL):
+            signal.signal(signum, lambda signum, frame: None)
 
-        def stop(signum: int, frame: object) -> None:
-            self.stop.set()
+        def listen() -> None:
+            while True:
+                try:
+                    data = os.read(read_fd, 64)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for signum in data:
+                    if signum == LIMIT_SIGNAL:
+                        self.runner.abandon = True
+                        self.exit_code = 1
+                    self.stop.set()
+                    self.conn.db.interrupt()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        threading.Thread(target=listen, name="signals", daemon=True).start()
 
 
 class _LockedRunner:

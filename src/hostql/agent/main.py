@@ -101,9 +101,34 @@ def run_worker(flags: FlagValues) -> int:
     return daemon.run()
 
 
+def _watcher_logging(flags: FlagValues) -> None:
+    """The watcher's own messages (limits exceeded, respawns) go to glog files
+    of its own pid in --logger_path, as osqueryd's watcher writes them."""
+    import logging
+    import threading
+
+    from hostql.agent.loggers.base import parse_mode
+    from hostql.agent.loggers.glog import GlogFiles
+    from hostql.agent.status import severity_of
+
+    glog = GlogFiles(str(flags.get("logger_path")), mode=parse_mode(str(flags.get("logger_mode"))))
+
+    class GlogHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            severity = severity_of(record.levelno)
+            if severity is not None:
+                glog.write(severity, record.created, threading.get_native_id(), record.filename, record.lineno,
+                           record.getMessage())
+
+    target = logging.getLogger("hostql")
+    target.addHandler(GlogHandler())
+    target.setLevel(logging.INFO)
+
+
 def run_watcher(flags: FlagValues, argv: Sequence[str]) -> int:
     from hostql.agent.watchdog import Watchdog
 
+    _watcher_logging(flags)
     worker = [sys.executable, "-m", "hostql", "agent", *argv]
     return Watchdog(worker, flags).run()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from hostql.agent.config import ScheduledQuery
 from hostql.agent.decorators import Decorations
-from hostql.agent.denylist import ExecutingQuery
+from hostql.agent.denylist import EXECUTING_QUERY
 from hostql.agent.differ import QueryState, compute
 from hostql.agent.flags import FlagValues
 from hostql.agent.logformat import (
@@ -26,7 +26,7 @@ from hostql.agent.logformat import (
     snapshot_line,
 )
 from hostql.agent.stats import ScheduledQueryStats
-from hostql.agent.store import QUERIES, Store
+from hostql.agent.store import CONFIGURATIONS, QUERIES, Store
 from hostql.sql.connection import Connection, QueryError
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class Runner:
         self.host_identifier = host_identifier
         self.sinks = sinks
         self.stats: dict[str, ScheduledQueryStats] = {}
+        # Set when the watcher stops the worker for its limits: the running
+        # query is abandoned and stays marked as executing, so the next worker
+        # denylists it (see denylist.py).
+        self.abandon = False
 
     def stats_for(self, query: ScheduledQuery) -> ScheduledQueryStats:
         stats = self.stats.get(query.name)
@@ -84,14 +88,18 @@ class Runner:
         memory_before = resident_bytes()
         user_before, system_before = _cpu_ms()
         started = time.monotonic()
+        self.store.put(CONFIGURATIONS, EXECUTING_QUERY, query.name)
         try:
-            with ExecutingQuery(self.store, query.name):
-                result = self.conn.execute(query.query)
+            result = self.conn.execute(query.query)
         except QueryError as exc:
+            if self.abandon:
+                return -1
             log.warning("Error executing scheduled query %s: %s", query.name, exc)
+            self.store.delete(CONFIGURATIONS, EXECUTING_QUERY)
             return -1
         finally:
             self._record(stats, now, started, user_before, system_before, memory_before)
+        self.store.delete(CONFIGURATIONS, EXECUTING_QUERY)
         rows = [{c: storable(v) for c, v in zip(result.columns, row)} for row in result.rows]
         stats.output_size += sum(len(k) + len(str(v)) for row in rows for k, v in row.items())
         if query.snapshot:

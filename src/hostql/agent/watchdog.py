@@ -40,6 +40,8 @@ from hostql.agent.flags import FlagValues
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
 EXIT_CATASTROPHIC = 78  # osquery's code for "do not restart me"
+# Sent to a worker over its limits; SIGTERM means an orderly stop.
+LIMIT_SIGNAL = signal.SIGUSR1
 
 WORKER_ENV = "HOSTQL_WORKER"
 WATCHER_PID_ENV = "HOSTQL_WATCHER_PID"
@@ -364,7 +366,9 @@ class Watchdog:
             code, stopped_for_limits = self._supervise(proc, started)
             if self._stop_signal is not None:
                 break
-            if code in (EXIT_SUCCESS, EXIT_CATASTROPHIC):
+            # A worker stopped for its limits is replaced whatever its exit
+            # code: a clean exit on our SIGTERM is not "the work is done".
+            if code in (EXIT_SUCCESS, EXIT_CATASTROPHIC) and not stopped_for_limits:
                 level = logging.INFO if code == EXIT_SUCCESS else logging.ERROR
                 log.log(level, "Worker (pid %d) exited with code %d; the watcher ends", proc.pid, code)
                 return code
@@ -415,7 +419,9 @@ class Watchdog:
                 if violation is not None:
                     log.warning("Worker (pid %d) stopped: %s", proc.pid, violation)
                     self._emit("limit", proc.pid, violation)
-                    return self._stop_worker(proc, signal.SIGTERM), True
+                    # LIMIT_SIGNAL, not SIGTERM: the worker abandons its running
+                    # query and leaves it marked, so the next worker denylists it.
+                    return self._stop_worker(proc, LIMIT_SIGNAL), True
             self._nap_until(next_check, proc)
 
     def _nap_until(self, deadline: float, proc: subprocess.Popen[bytes] | None) -> None:
