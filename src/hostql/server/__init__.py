@@ -1,0 +1,1 @@
+"""The management server: Fleet-compatible osquery API and REST API."""

@@ -1,0 +1,7 @@
+"""REST API: users (``/api/v1/fleet/...``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

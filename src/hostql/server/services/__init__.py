@@ -1,0 +1,1 @@
+"""Business logic shared by the REST API, the osquery API and the CLI."""

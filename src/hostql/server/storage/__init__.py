@@ -1,0 +1,1 @@
+"""Server storage: SQLAlchemy models, database access and migrations."""
