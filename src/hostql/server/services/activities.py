@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session as OrmSession
 from hostql.server.storage.models import Activity, User
 
 
-def record_activity(session: OrmSession, user: User | None, type_: str, details: dict[str, Any] | None = None) -> Activity:
+def record_activity(
+    session: OrmSession, user: User | None, type_: str, details: dict[str, Any] | None = None
+) -> Activity:
     """Add an activity (Fleet's type names, e.g. ``created_saved_query``, ``live_query``)."""
     activity = Activity(
         user_id=user.id if user is not None else None,
