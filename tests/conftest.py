@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import json
 import os
+import sys
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,10 @@ import pytest
 os.environ["HOSTQL_STRICT_TABLES"] = "1"
 os.environ["HOSTQL_NO_ENTRYPOINTS"] = "1"
 
-DATA = Path(__file__).parent / "data"
-OSQUERY_SCHEMA = DATA / "osquery" / "osquery_schema.json"
-OSQUERY_PACKS = DATA / "osquery" / "packs"
-
-
-@cache
-def osquery_tables() -> dict[str, dict[str, Any]]:
-    """osquery's own table definitions, by name (reference data)."""
-    data = json.loads(OSQUERY_SCHEMA.read_text())
-    return {t["name"]: t for t in data["tables"]}
+# Shared test helpers live in uniquely named modules (several directories have
+# a conftest.py, so ``from conftest import`` would be ambiguous).
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "server"))
 
 
 @pytest.fixture(scope="session")

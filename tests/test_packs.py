@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from conftest import OSQUERY_PACKS
 from hostql.sql.connection import Connection, QueryError
+from osquery_data import OSQUERY_PACKS
 
 LINUX_WORDS = ("all", "any", "posix", "linux", "ubuntu", "centos")
 

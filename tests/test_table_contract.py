@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from conftest import osquery_tables
 from hostql.tables.registry import platform_specs
 from hostql.tables.spec import LINUX, TableSpec
+from osquery_data import osquery_tables
 
 SPECS = platform_specs(LINUX)
 

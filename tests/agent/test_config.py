@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from conftest import DATA, OSQUERY_PACKS
 from hostql.agent.config import (
     MAIN_PACK,
     Config,
@@ -23,6 +22,7 @@ from hostql.agent.config import (
 )
 from hostql.agent.config_sources import FilesystemSource, RawSource
 from hostql.agent.flags import FlagValues
+from osquery_data import DATA, OSQUERY_PACKS
 
 EXAMPLE_CONF = Path(__file__).resolve().parent.parent / "data" / "osquery" / "osquery.example.conf"
 PACK_QUERY_COUNTS = {

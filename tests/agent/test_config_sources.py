@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import DATA, OSQUERY_PACKS
 from hostql.agent.config_sources import (
     MAX_CONFIG_SIZE,
     ConfigError,
@@ -21,6 +20,7 @@ from hostql.agent.config_sources import (
     parse_json,
     preprocess,
 )
+from osquery_data import DATA, OSQUERY_PACKS
 
 EXAMPLE_CONF = Path(__file__).resolve().parent.parent / "data" / "osquery" / "osquery.example.conf"
 PACK_FILES = sorted(OSQUERY_PACKS.glob("*.conf"))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-
-from conftest import auth
+from server_helpers import auth
 
 
 def test_openapi_document_is_served(client: TestClient) -> None:
