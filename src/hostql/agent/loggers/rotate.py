@@ -8,8 +8,8 @@ importable, else gzip (suffix ``.gz``); existing files keep their own suffix.
 
 from __future__ import annotations
 
-import gzip
 import importlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -28,8 +28,12 @@ def _zstandard() -> Any:
 
 
 def default_compression() -> str:
-    """zstd (osquery's choice) when available, else gzip."""
-    return ZSTD if _zstandard() is not None else GZIP
+    """zstd (osquery's choice) when available, else gzip.
+
+    Only looked up, not imported: the compressors are loaded at the first
+    rotation, so an agent that never rotates does not carry them in memory.
+    """
+    return ZSTD if importlib.util.find_spec("zstandard") is not None else GZIP
 
 
 def compress_file(source: Path, dest: Path, method: str, mode: int) -> None:
@@ -44,6 +48,8 @@ def compress_file(source: Path, dest: Path, method: str, mode: int) -> None:
                 raise OSError(f"cannot compress {source}: the zstandard module is missing")
             module.ZstdCompressor().copy_stream(src, raw)
         else:
+            import gzip
+
             with gzip.GzipFile(filename=source.name, mode="wb", fileobj=raw, mtime=0) as out:
                 shutil.copyfileobj(src, out)
         raw.flush()

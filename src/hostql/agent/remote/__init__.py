@@ -7,25 +7,6 @@
 
 from __future__ import annotations
 
-from hostql.agent.remote.client import RemoteClient
-from hostql.agent.remote.distributed import Distributed
-from hostql.agent.remote.enroll import EnrollError, Enrollment
-from hostql.agent.remote.identity import HostIdentity
-from hostql.agent.remote.tls_config import RefreshPolicy, TLSConfigSource
-from hostql.agent.remote.tls_logger import TLSLogger
-from hostql.agent.remote.transport import NodeInvalidError, RemoteError, TLSSettings, TLSTransport
-
-__all__ = [
-    "Distributed",
-    "EnrollError",
-    "Enrollment",
-    "HostIdentity",
-    "NodeInvalidError",
-    "RefreshPolicy",
-    "RemoteClient",
-    "RemoteError",
-    "TLSConfigSource",
-    "TLSLogger",
-    "TLSSettings",
-    "TLSTransport",
-]
+# Nothing is imported here: importing httpx (with its optional CLI
+# dependencies) costs a filesystem-only agent about 10 MB of memory, so the
+# modules are imported by name where a TLS plugin is configured.
