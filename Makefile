@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test lint typecheck pytest bench docs install clean
 
-run: $(STAMP)  ## Open the osqueryi-compatible shell
-	$(BIN)/hostql shell
+run: $(STAMP)  ## The demo: `hostql server --dev` and one local agent enrolled in it (Ctrl-C stops both)
+	$(BIN)/python scripts/demo.py --data-dir ./hostql-data
 
 test: $(STAMP) system-deps lint typecheck pytest  ## Lint, type-check and run every test
 

@@ -18,12 +18,16 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS: dict[str, str] = {
     "shell": "hostql.shell.main:run",
     "agent": "hostql.agent.main:run",
+    "server": "hostql.server.main:run",
+    "sim": "hostql.sim.main:run",
 }
 
 # One-line summaries for ``hostql --help``.
 SUMMARIES: dict[str, str] = {
     "shell": "Query this host with SQL (osqueryi-compatible shell)",
     "agent": "Run the agent daemon (osqueryd-compatible): schedule, logs, TLS remote",
+    "server": "Run the management server (Fleet-compatible API); prepare-db migrates its database",
+    "sim": "Simulate many osquery agents against a server (load testing, like Fleet's osquery-perf)",
 }
 
 Command = Callable[[Sequence[str]], int]

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from hostql import __version__
 from hostql.server.errors import install_error_handlers
+from hostql.server.limits import install_body_limits
 from hostql.server.state import ServerState
 
 # Each module exposes ``router`` (a FastAPI APIRouter).  Adding a module here is
@@ -38,6 +39,7 @@ def create_app(state: ServerState) -> FastAPI:
     )
     app.state.hostql = state
     install_error_handlers(app)
+    install_body_limits(app, state.settings)
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app

@@ -21,8 +21,10 @@ class FleetError(Exception):
     message = "Internal server error"
 
     def __init__(self, reason: str = "", *, name: str = "base", message: str | None = None,
-                 status: int | None = None, errors: list[dict[str, str]] | None = None) -> None:
+                 status: int | None = None, errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(reason or message or self.message)
+        self.headers = headers or {}
         if message is not None:
             self.message = message
         if status is not None:
@@ -69,14 +71,17 @@ class TooManyRequests(FleetError):
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    """``("body", "teams", 0, "role")`` -> ``teams.0.role``; a field may itself be called "query"."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FleetError)
     async def fleet_error(request: Request, exc: FleetError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

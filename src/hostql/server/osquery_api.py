@@ -1,7 +1,147 @@
-"""The osquery TLS API agents talk to (``/api/osquery/*`` and ``/api/v1/osquery/*``)."""
+"""The osquery TLS API agents talk to (``/api/osquery/*`` and ``/api/v1/osquery/*``).
+
+Thin handlers: parse the JSON body (gzip allowed), find the host by node key
+(body ``node_key`` or an ``Authorization: NodeKey <key>`` header), call
+:mod:`hostql.server.services.agent_api`, answer JSON.  An unknown node key is
+``{"error": ..., "node_invalid": true}`` with status 401 (osquery ignores the
+status and re-enrolls on ``node_invalid``).  The router's lifespan starts the
+seen-time flusher and flushes it and closes log destinations at shutdown.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import gzip
+import json
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from hostql.server.services import agent_api, checkin
+from hostql.server.state import ServerState
+from hostql.server.storage.models import Host
+
+PREFIXES = ("/api/osquery", "/api/v1/osquery")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.hostql
+    checkin.checkin_for(state).start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(checkin.shutdown, state)
+        router_ = state.extras.pop("log_router", None)
+        if router_ is not None:
+            router_.close()
+
+
+router = APIRouter(lifespan=lifespan)
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.hostql
+    return state
+
+
+def _answer(body: dict[str, Any]) -> JSONResponse:
+    if body.get("node_invalid"):
+        return JSONResponse(body, status_code=401)
+    return JSONResponse(body, status_code=400 if "error" in body else 200)
+
+
+async def _json(request: Request) -> dict[str, Any] | None:
+    raw = await request.body()
+    if "gzip" in request.headers.get("content-encoding", "").lower():
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            return None
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _node_key(request: Request, body: dict[str, Any]) -> str:
+    key = body.get("node_key")
+    if isinstance(key, str) and key:
+        return key
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "nodekey" else ""
+
+
+async def _host(request: Request, body: dict[str, Any]) -> Host | None:
+    return await run_in_threadpool(agent_api.authenticate, _state(request), _node_key(request, body))
+
+
+def _public_ip(request: Request) -> str:
+    for header in ("true-client-ip", "x-real-ip", "x-forwarded-for"):
+        value = request.headers.get(header, "")
+        if value:
+            return value.split(",")[0].strip()
+    return ""
+
+
+BAD_JSON = {"error": "request body is not a JSON object"}
+
+
+async def enroll(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if body is None:
+        return _answer(dict(BAD_JSON))
+    return _answer(await run_in_threadpool(agent_api.enroll_agent, _state(request), body))
+
+
+async def config(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if body is None:
+        return _answer(dict(BAD_JSON))
+    host = await _host(request, body)
+    answer = None if host is None else await run_in_threadpool(agent_api.host_config, _state(request), host)
+    return _answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
+
+
+async def log(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if body is None:
+        return _answer(dict(BAD_JSON))
+    host = await _host(request, body)
+    if host is None:
+        return _answer(dict(agent_api.NODE_INVALID))
+    return _answer(await run_in_threadpool(agent_api.host_log, _state(request), host, body))
+
+
+async def distributed_read(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if body is None:
+        return _answer(dict(BAD_JSON))
+    host = await _host(request, body)
+    if host is None:
+        return _answer(dict(agent_api.NODE_INVALID))
+    return _answer(await run_in_threadpool(agent_api.distributed_read, _state(request), host))
+
+
+async def distributed_write(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if body is None:
+        return _answer(dict(BAD_JSON))
+    host = await _host(request, body)
+    if host is None:
+        return _answer(dict(agent_api.NODE_INVALID))
+    return _answer(await agent_api.distributed_write(_state(request), host, body, _public_ip(request)))
+
+
+for _prefix in PREFIXES:
+    router.add_api_route(f"{_prefix}/enroll", enroll, methods=["POST"], include_in_schema=False)
+    router.add_api_route(f"{_prefix}/config", config, methods=["POST"], include_in_schema=False)
+    router.add_api_route(f"{_prefix}/log", log, methods=["POST"], include_in_schema=False)
+    router.add_api_route(f"{_prefix}/distributed/read", distributed_read, methods=["POST"], include_in_schema=False)
+    router.add_api_route(f"{_prefix}/distributed/write", distributed_write, methods=["POST"],
+                         include_in_schema=False)

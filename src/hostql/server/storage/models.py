@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 EPOCH = datetime(1970, 1, 2)  # Fleet's "never" for detail/label/policy update times
 
@@ -105,6 +105,8 @@ class Host(Timestamped, Base):
     last_enrolled_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     seen_time: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     refetch_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # Answers of the admin-defined "additional queries" (features.additional_queries), by name.
+    additional: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class HostUser(Base):
@@ -146,6 +148,10 @@ class User(Timestamped, Base):
     api_only: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     force_password_reset: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # Team roles (empty for users with a global role); loaded with the user, no extra column.
+    team_roles: Mapped[list[UserTeam]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class UserTeam(Base):

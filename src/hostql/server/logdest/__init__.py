@@ -1,0 +1,132 @@
+"""Where the server sends osquery result and status logs.
+
+A destination is anything with ``write(kind, lines)`` (:class:`LogDestination`);
+``kind`` is ``"result"`` or ``"status"`` and ``lines`` are the agents' JSON log
+lines as dicts.  Destinations are made by name from :data:`REGISTRY`, so a new
+one (syslog, Splunk HEC, Elasticsearch, webhook, Kafka, ...) is a module that
+calls :func:`register` with a factory; the osquery API never changes.
+
+Settings (read with ``getattr(state.settings, name, default)``):
+
+``result_log_plugin`` / ``status_log_plugin``
+    comma-separated destination names (default ``filesystem``); ``""`` or
+    ``none`` sends nowhere.
+Factories get the settings object and the kind and read their own options
+(see :mod:`hostql.server.logdest.filesystem`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
+
+RESULT = "result"
+STATUS = "status"
+KINDS = (RESULT, STATUS)
+
+
+@runtime_checkable
+class LogDestination(Protocol):
+    """One sink for log lines."""
+
+    def write(self, kind: str, lines: list[dict[str, Any]]) -> None: ...
+
+
+class ClosableDestination(LogDestination, Protocol):
+    def close(self) -> None: ...
+
+
+# name -> factory(settings, kind) -> destination
+Factory = Callable[[Any, str], LogDestination]
+REGISTRY: dict[str, Factory] = {}
+_LOCK = threading.Lock()
+
+
+class LogDestinationError(ValueError):
+    """A destination name nobody registered, or one that cannot be built."""
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``name`` usable in ``result_log_plugin``/``status_log_plugin``."""
+    with _LOCK:
+        REGISTRY[name] = factory
+
+
+def _builtin() -> None:
+    # Imported lazily so this module has no import cycle with its plugins.
+    from hostql.server.logdest import filesystem, stdout
+
+    register("filesystem", filesystem.from_settings)
+    register("stdout", stdout.from_settings)
+
+
+def names_for(settings: Any, kind: str) -> list[str]:
+    raw = getattr(settings, f"{kind}_log_plugin", "filesystem")
+    if isinstance(raw, str):
+        items: Sequence[str] = raw.split(",")
+    elif isinstance(raw, (list, tuple)):
+        items = [str(item) for item in raw]
+    else:
+        items = []
+    return [name.strip() for name in items if name.strip() and name.strip().lower() != "none"]
+
+
+def build(settings: Any, kind: str) -> list[LogDestination]:
+    """The destinations configured for ``kind``; raises LogDestinationError for unknown names."""
+    if not REGISTRY or "filesystem" not in REGISTRY:
+        _builtin()
+    built: list[LogDestination] = []
+    for name in names_for(settings, kind):
+        factory = REGISTRY.get(name)
+        if factory is None:
+            raise LogDestinationError(f"unknown {kind} log destination {name!r}; known: {sorted(REGISTRY)}")
+        built.append(factory(settings, kind))
+    return built
+
+
+class LogRouter:
+    """The destinations of one server process, by kind; failures are logged, never raised."""
+
+    def __init__(self, destinations: dict[str, list[LogDestination]]) -> None:
+        self.destinations = destinations
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LogRouter:
+        return cls({kind: build(settings, kind) for kind in KINDS})
+
+    def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        if not lines:
+            return
+        for destination in self.destinations.get(kind, []):
+            try:
+                destination.write(kind, lines)
+            except Exception:  # a broken sink must not fail the agent's request
+                log.exception("%s log destination %s failed", kind, type(destination).__name__)
+
+    def close(self) -> None:
+        for destinations in self.destinations.values():
+            for destination in destinations:
+                close = getattr(destination, "close", None)
+                if callable(close):
+                    close()
+
+
+def router_for(state: Any) -> LogRouter:
+    """The process's LogRouter, built from settings on first use (kept in ``state.extras``)."""
+    existing = state.extras.get("log_router")
+    if isinstance(existing, LogRouter):
+        return existing
+    with _LOCK:
+        existing = state.extras.get("log_router")
+        if not isinstance(existing, LogRouter):
+            existing = LogRouter.from_settings(state.settings)
+            state.extras["log_router"] = existing
+    return existing
+
+
+__all__ = ["KINDS", "REGISTRY", "RESULT", "STATUS", "LogDestination", "LogDestinationError", "LogRouter",
+           "build", "names_for", "register", "router_for"]

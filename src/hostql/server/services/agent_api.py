@@ -1,0 +1,139 @@
+"""The osquery API's work, one function per endpoint (the router only parses and answers).
+
+Every function takes the :class:`ServerState`; database sessions are opened
+here.  The clock is ``state.extras["clock"]`` when set (tests), else UTC now.
+Settings are read with ``getattr(state.settings, name, default)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from hostql.server.logdest import RESULT, router_for
+from hostql.server.services import checkin, live_targets
+from hostql.server.services.agent_config import config_for_host, interval_updates
+from hostql.server.services.distributed import Intervals, apply_write, live_result_line, read_queries
+from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
+from hostql.server.services.logs import handle_log
+from hostql.server.state import ServerState
+from hostql.server.storage.models import AppConfig, Host, utcnow
+
+NODE_INVALID = {"error": "invalid node key", "node_invalid": True}
+
+
+def now_for(state: ServerState) -> datetime:
+    clock: Callable[[], datetime] | None = state.extras.get("clock")
+    return clock() if clock is not None else utcnow()
+
+
+def setting(state: ServerState, name: str, default: Any) -> Any:
+    return getattr(state.settings, name, default)
+
+
+def authenticate(state: ServerState, node_key: str) -> Host | None:
+    """The host behind ``node_key`` (cached, detached) with its seen time marked, or None."""
+    helper = checkin.checkin_for(state)
+    host = helper.host_for_key(node_key)
+    if host is not None:
+        helper.mark_seen(host, now_for(state))
+    return host
+
+
+def enroll_agent(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with state.database.session() as session:
+            result: Enrolled = enroll(
+                session, body,
+                identifier_mode=str(setting(state, "host_identifier", None)
+                                    or setting(state, "osquery_host_identifier", "provided")),
+                cooldown=float(setting(state, "enroll_cooldown", 0) or 0),
+                node_key_size=int(setting(state, "node_key_size", 24)),
+                now=now_for(state),
+            )
+    except EnrollFailed as exc:
+        return {"error": f"enroll failed: {exc}", "node_invalid": True}
+    helper = checkin.checkin_for(state)
+    if result.old_node_key:
+        helper.cache.invalidate_key(result.old_node_key)
+    helper.cache.invalidate_host(result.host_id)
+    return {"node_key": result.node_key}
+
+
+def _features(session: Any) -> dict[str, bool]:
+    from sqlalchemy import select
+
+    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
+    features = (row.json_value or {}).get("features") if row is not None else None
+    features = features if isinstance(features, dict) else {}
+    return {"enable_host_users": bool(features.get("enable_host_users", True)),
+            "enable_software_inventory": bool(features.get("enable_software_inventory", True))}
+
+
+def host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
+    """The config document, or None when the host is gone."""
+    with state.database.session() as session:
+        current = session.get(Host, host.id)
+        if current is None:
+            return None
+        config = config_for_host(session, current)
+        for column, value in interval_updates(current, config).items():
+            setattr(current, column, value)
+    return config
+
+
+def host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str, Any]:
+    log_type = body.get("log_type")
+    data = body.get("data")
+    if log_type not in ("result", "status"):
+        return {"error": f"unknown log_type {log_type!r}"}
+    if not isinstance(data, list):
+        return {"error": "data must be a list of log lines"}
+    with state.database.session() as session:
+        current = session.get(Host, host.id) if log_type == "result" else host
+        if current is None:
+            return dict(NODE_INVALID)
+        handle_log(session, router_for(state), current, str(log_type), data,
+                   retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state))
+    return {}
+
+
+def distributed_read(state: ServerState, host: Host) -> dict[str, Any]:
+    with state.database.session() as session:
+        return read_queries(state, session, host, now_for(state), Intervals.from_settings(state.settings))
+
+
+def _write_sync(state: ServerState, host: Host, body: dict[str, Any],
+                public_ip: str) -> tuple[Host, list[Any]] | None:
+    now = now_for(state)
+    with state.database.session() as session:
+        current = session.get(Host, host.id)
+        if current is None:
+            return None
+        features = _features(session)
+        features["enable_scheduled_query_stats"] = bool(setting(state, "enable_scheduled_query_stats", True))
+        report = apply_write(session, current, body, now, features=features)
+        if public_ip and current.public_ip != public_ip:
+            current.public_ip = public_ip[:45]
+        session.flush()
+        session.expunge(current)
+    if report.campaigns and setting(state, "live_query_results_to_log", False):
+        router_for(state).write(RESULT, [live_result_line(current, answer, now) for answer in report.campaigns])
+    return current, report.campaigns
+
+
+async def distributed_write(state: ServerState, host: Host, body: dict[str, Any], public_ip: str) -> dict[str, Any]:
+    outcome = await run_in_threadpool(_write_sync, state, host, body, public_ip)
+    if outcome is None:
+        return dict(NODE_INVALID)
+    current, campaigns = outcome
+    for answer in campaigns:
+        await live_targets.record_result(state, current, answer.campaign_id, answer.rows, answer.error)
+    return {}
+
+
+__all__ = ["NODE_INVALID", "EnrollFailed", "authenticate", "distributed_read", "distributed_write",
+           "enroll_agent", "host_config", "host_log", "now_for"]

@@ -1,0 +1,241 @@
+"""The agent check-in hot path: node-key lookups from memory, seen times in batches.
+
+Every authenticated osquery request needs the host behind its node key and
+must move the host's "seen time".  Doing both in the database would cost a
+SELECT and an UPDATE per agent per ``distributed_interval``; instead
+
+* :class:`HostCache` keeps detached :class:`Host` rows by node key for
+  ``host_cache_ttl`` seconds (default 30).  Entries are dropped when the host
+  is deleted, changed through an ORM flush, or re-enrolls (its old key stops
+  working at once), from any code in this process: a Session event listener
+  watches for Host deletes/updates.  Other server processes see changes after
+  at most the TTL.
+* :class:`SeenTimes` collects ``host id -> time`` in memory; a background
+  thread flushes them every ``seen_time_flush_interval`` seconds (default 5)
+  in one bulk UPDATE, and :func:`shutdown` flushes the rest.
+
+So a ``distributed/read`` with nothing to send runs no SQL write at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from hostql.server.state import ServerState
+from hostql.server.storage.models import Host, utcnow
+
+SKIP_INVALIDATION = "hostql_seen_time_flush"
+_CACHES: weakref.WeakSet[HostCache] = weakref.WeakSet()
+
+
+class HostCache:
+    """node key -> detached Host, with a TTL and invalidation by host id."""
+
+    def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_key: dict[str, tuple[float, Host]] = {}
+        self.hits = 0
+        self.misses = 0
+        _CACHES.add(self)
+
+    def get(self, node_key: str) -> Host | None:
+        with self._lock:
+            entry = self._by_key.get(node_key)
+            if entry is None or self._clock() - entry[0] > self.ttl:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry[1]
+
+    def put(self, node_key: str, host: Host) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._by_key[node_key] = (self._clock(), host)
+
+    def invalidate_host(self, host_id: int) -> None:
+        with self._lock:
+            for key in [k for k, (_, h) in self._by_key.items() if h.id == host_id]:
+                del self._by_key[key]
+
+    def invalidate_key(self, node_key: str) -> None:
+        with self._lock:
+            self._by_key.pop(node_key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_key.clear()
+
+
+def _invalidate_everywhere(host_ids: set[int] | None) -> None:
+    for cache in list(_CACHES):
+        if host_ids is None:
+            cache.clear()
+        else:
+            for host_id in host_ids:
+                cache.invalidate_host(host_id)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, context: Any) -> None:
+    changed = {obj.id for obj in list(session.deleted) + list(session.dirty)
+               if isinstance(obj, Host) and obj.id is not None}
+    if changed:
+        _invalidate_everywhere(changed)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bulk_statements(orm_state: ORMExecuteState) -> None:
+    if not (orm_state.is_update or orm_state.is_delete):
+        return
+    if orm_state.execution_options.get(SKIP_INVALIDATION):
+        return
+    mapper = orm_state.bind_mapper
+    if mapper is not None and mapper.class_ is Host:
+        _invalidate_everywhere(None)
+
+
+class SeenTimes:
+    """Pending seen times, flushed in bulk."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, datetime] = {}
+
+    def mark(self, host_id: int, when: datetime) -> None:
+        with self._lock:
+            current = self._pending.get(host_id)
+            if current is None or when > current:
+                self._pending[host_id] = when
+
+    def pending(self, host_id: int) -> datetime | None:
+        with self._lock:
+            return self._pending.get(host_id)
+
+    def take(self) -> dict[int, datetime]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def restore(self, items: dict[int, datetime]) -> None:
+        for host_id, when in items.items():
+            self.mark(host_id, when)
+
+
+class Checkin:
+    """The per-process check-in helpers, kept in ``state.extras["checkin"]``."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        settings = state.settings
+        self.cache = HostCache(float(getattr(settings, "host_cache_ttl", 30.0)))
+        self.seen = SeenTimes()
+        self.flush_interval = float(getattr(settings, "seen_time_flush_interval", 5.0))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+
+    # lookups
+
+    def host_for_key(self, node_key: str) -> Host | None:
+        """The host enrolled with ``node_key`` (detached; do not modify), or None."""
+        if not node_key:
+            return None
+        host = self.cache.get(node_key)
+        if host is not None:
+            return host
+        with self.state.database.session() as session:
+            host = session.scalars(select(Host).where(Host.node_key == node_key)).first()
+            if host is None:
+                return None
+            session.expunge(host)
+        self.cache.put(node_key, host)
+        return host
+
+    def mark_seen(self, host: Host, when: datetime | None = None) -> None:
+        self.seen.mark(host.id, when or utcnow())
+
+    # seen-time flushing
+
+    def flush(self) -> int:
+        """Write every pending seen time now; returns how many hosts were updated."""
+        with self._flush_lock:
+            pending = self.seen.take()
+            if not pending:
+                return 0
+            try:
+                # Core executemany: no ORM row-count check, so a host deleted
+                # meanwhile is simply skipped.
+                table = Host.__table__
+                statement = (update(table).where(table.c.id == bindparam("host_id"))
+                             .values(seen_time=bindparam("seen")))
+                with self.state.database.session() as session:
+                    session.connection().execute(
+                        statement, [{"host_id": host_id, "seen": when} for host_id, when in pending.items()])
+            except Exception:
+                self.seen.restore(pending)
+                raise
+            return len(pending)
+
+    def start(self) -> None:
+        if self._thread is not None or self.flush_interval <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="hostql-seen-times", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # keep the flusher alive; the times are retried next round
+                import logging
+
+                logging.getLogger(__name__).exception("flushing host seen times failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.flush()
+
+
+_EXTRAS_LOCK = threading.Lock()
+
+
+def checkin_for(state: ServerState) -> Checkin:
+    existing = state.extras.get("checkin")
+    if isinstance(existing, Checkin):
+        return existing
+    with _EXTRAS_LOCK:
+        existing = state.extras.get("checkin")
+        if not isinstance(existing, Checkin):
+            existing = Checkin(state)
+            state.extras["checkin"] = existing
+    return existing
+
+
+def invalidate_host(state: ServerState, host_id: int) -> None:
+    """Forget a host's cached row (call after deleting it or changing it outside the ORM)."""
+    checkin_for(state).cache.invalidate_host(host_id)
+
+
+def flush(state: ServerState) -> int:
+    return checkin_for(state).flush()
+
+
+def shutdown(state: ServerState) -> None:
+    """Stop the flusher thread and write the last seen times."""
+    existing = state.extras.get("checkin")
+    if isinstance(existing, Checkin):
+        existing.stop()

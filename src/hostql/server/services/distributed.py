@@ -1,0 +1,276 @@
+"""Distributed read (what a host must run now) and write (routing its answers).
+
+Read assembly, per check-in:
+
+1. ``fleet_detail_query_<name>`` when ``detail_updated_at`` is older than
+   ``detail_update_interval`` (+ per-host jitter) or ``refetch_requested``;
+   with them the admin's ``fleet_additional_query_<name>``
+   (``features.additional_queries`` in the app config).
+2. ``fleet_label_query_<id>`` for dynamic labels of the host's platform when
+   ``label_updated_at`` is older than ``label_update_interval`` (+ jitter).
+3. ``fleet_policy_query_<id>`` for global and team policies of the host's
+   platform when ``policy_updated_at`` is older than ``policy_update_interval``.
+4. ``fleet_distributed_query_<campaign>`` from :mod:`live_targets`.
+5. ``discovery``: ``SELECT 1`` (or the detail query's own) for every query.
+6. ``accelerate: 10`` while hostname or platform is unknown.
+
+Jitter is deterministic per host: up to ``max_jitter_percent`` (10) of the
+interval, so hosts enrolled together spread out without random flapping.
+
+Write routing is by the name prefixes of fleet-reference §2.5.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hostql.server.services import live_targets
+from hostql.server.services.detail_queries import BY_NAME, IngestContext, platform_family, queries_for
+from hostql.server.state import ServerState
+from hostql.server.storage.models import AppConfig, Host, Label, LabelMembership, Policy, PolicyMembership
+
+DETAIL = "fleet_detail_query_"
+LABEL = "fleet_label_query_"
+POLICY = "fleet_policy_query_"
+CAMPAIGN = live_targets.CAMPAIGN_PREFIX
+ADDITIONAL = "fleet_additional_query_"
+ACCELERATE = 10
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def seconds_setting(settings: Any, name: str, default: float) -> float:
+    """A duration setting as seconds: a number, a timedelta or Go-style text like ``1h30m``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        return default
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return default
+        return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+@dataclass(frozen=True)
+class Intervals:
+    detail: float = 3600.0
+    label: float = 3600.0
+    policy: float = 3600.0
+    jitter_percent: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Intervals:
+        return cls(seconds_setting(settings, "detail_update_interval", 3600.0),
+                   seconds_setting(settings, "label_update_interval", 3600.0),
+                   seconds_setting(settings, "policy_update_interval", 3600.0),
+                   float(getattr(settings, "max_jitter_percent", 10.0)))
+
+
+def host_jitter(host_id: int, interval: float, percent: float) -> timedelta:
+    """Deterministic per-host delay in [0, interval * percent / 100)."""
+    if interval <= 0 or percent <= 0:
+        return timedelta(0)
+    fraction = ((host_id * 2654435761) % 4096) / 4096.0
+    return timedelta(seconds=interval * percent / 100.0 * fraction)
+
+
+def is_due(last: datetime, interval: float, host_id: int, percent: float, now: datetime) -> bool:
+    return last + timedelta(seconds=interval) + host_jitter(host_id, interval, percent) <= now
+
+
+def platform_matches(spec: str, host_platform: str) -> bool:
+    """A label/policy platform list ("" = all; e.g. ``darwin,linux``) against a host platform."""
+    wanted = {item.strip().lower() for item in (spec or "").split(",") if item.strip()}
+    if not wanted:
+        return True
+    return bool(wanted & {host_platform.lower(), platform_family(host_platform)})
+
+
+def additional_queries(session: Session) -> dict[str, str]:
+    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
+    features = (row.json_value or {}).get("features") if row is not None else None
+    extra = features.get("additional_queries") if isinstance(features, dict) else None
+    if not isinstance(extra, dict):
+        return {}
+    return {str(name): sql for name, sql in extra.items() if isinstance(sql, str) and sql.strip()}
+
+
+def read_queries(state: ServerState, session: Session, host: Host, now: datetime,
+                 intervals: Intervals) -> dict[str, Any]:
+    """The ``distributed/read`` answer for ``host`` (queries, discovery, accelerate)."""
+    queries: dict[str, str] = {}
+    discovery: dict[str, str] = {}
+    if host.refetch_requested or is_due(host.detail_updated_at, intervals.detail, host.id,
+                                        intervals.jitter_percent, now):
+        for detail in queries_for(host.platform):
+            queries[DETAIL + detail.name] = detail.sql
+            discovery[DETAIL + detail.name] = detail.discovery
+        for name, sql in additional_queries(session).items():
+            queries[ADDITIONAL + name] = sql
+    if host.refetch_requested or is_due(host.label_updated_at, intervals.label, host.id,
+                                        intervals.jitter_percent, now):
+        labels = session.scalars(select(Label).where(Label.label_membership_type == "dynamic", Label.query != ""))
+        for label in labels:
+            if platform_matches(label.platform, host.platform):
+                queries[f"{LABEL}{label.id}"] = label.query
+    if host.refetch_requested or is_due(host.policy_updated_at, intervals.policy, host.id,
+                                        intervals.jitter_percent, now):
+        scope = Policy.team_id.is_(None) if host.team_id is None else or_(Policy.team_id.is_(None),
+                                                                           Policy.team_id == host.team_id)
+        for policy in session.scalars(select(Policy).where(scope)):
+            if platform_matches(policy.platform, host.platform):
+                queries[f"{POLICY}{policy.id}"] = policy.query
+    try:
+        queries.update(live_targets.pending_for_host(state, session, host))
+    except Exception:  # live queries must not stop vitals, labels and policies
+        import logging
+
+        logging.getLogger(__name__).exception("live query targets for host %s", host.id)
+    for name in queries:
+        discovery.setdefault(name, "SELECT 1")
+    answer: dict[str, Any] = {"queries": queries, "discovery": discovery}
+    if not host.hostname or not host.platform:
+        answer["accelerate"] = ACCELERATE
+    return answer
+
+
+@dataclass
+class CampaignAnswer:
+    campaign_id: int
+    rows: list[dict[str, Any]]
+    error: str | None
+
+
+@dataclass
+class WriteReport:
+    campaigns: list[CampaignAnswer] = field(default_factory=list)
+    details: int = 0
+    labels: int = 0
+    policies: int = 0
+    ignored: list[str] = field(default_factory=list)
+
+
+def _succeeded(status: Any) -> bool:
+    if status is None or status == "":
+        return True
+    try:
+        return int(status) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):  # old osquery sends "" for no rows
+        return []
+    return [row for row in value if isinstance(row, dict)]
+
+
+def _suffix_id(name: str, prefix: str) -> int | None:
+    try:
+        return int(name[len(prefix):])
+    except ValueError:
+        return None
+
+
+def _set_label(session: Session, host: Host, label_id: int, member: bool, now: datetime) -> None:
+    if session.get(Label, label_id) is None:
+        return
+    existing = session.get(LabelMembership, (label_id, host.id))
+    if member and existing is None:
+        session.add(LabelMembership(label_id=label_id, host_id=host.id, updated_at=now))
+    elif member and existing is not None:
+        existing.updated_at = now
+    elif existing is not None:
+        session.delete(existing)
+
+
+def _set_policy(session: Session, host: Host, policy_id: int, passes: bool | None, now: datetime) -> None:
+    if session.get(Policy, policy_id) is None:
+        return
+    existing = session.get(PolicyMembership, (policy_id, host.id))
+    if existing is None:
+        session.add(PolicyMembership(policy_id=policy_id, host_id=host.id, passes=passes, updated_at=now))
+    else:
+        existing.passes = passes
+        existing.updated_at = now
+
+
+def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetime, *,
+                features: dict[str, bool] | None = None) -> WriteReport:
+    """Store one ``distributed/write`` for ``host`` (attached to ``session``)."""
+    results = body.get("queries") if isinstance(body.get("queries"), dict) else {}
+    statuses = body.get("statuses") if isinstance(body.get("statuses"), dict) else {}
+    messages = body.get("messages") if isinstance(body.get("messages"), dict) else {}
+    results, statuses, messages = results or {}, statuses or {}, messages or {}
+    report = WriteReport()
+    ctx = IngestContext(session=session, host=host, now=now, **(features or {}))
+    detail_seen = False
+    additional: dict[str, Any] = dict(host.additional or {})
+    for name in sorted(set(results) | set(statuses)):
+        ok = _succeeded(statuses.get(name))
+        rows = _rows(results.get(name))
+        if name.startswith(DETAIL):
+            detail_seen = True
+            detail = BY_NAME.get(name[len(DETAIL):])
+            if detail is not None and ok:
+                detail.ingest(ctx, rows)
+                report.details += 1
+        elif name.startswith(LABEL) and (label_id := _suffix_id(name, LABEL)) is not None:
+            if ok:
+                _set_label(session, host, label_id, bool(rows), now)
+            report.labels += 1
+        elif name.startswith(POLICY) and (policy_id := _suffix_id(name, POLICY)) is not None:
+            _set_policy(session, host, policy_id, bool(rows) if ok else None, now)
+            report.policies += 1
+        elif name.startswith(CAMPAIGN) and (campaign_id := _suffix_id(name, CAMPAIGN)) is not None:
+            error = None if ok else (str(messages.get(name) or "") or "query failed")
+            report.campaigns.append(CampaignAnswer(campaign_id, rows, error))
+        elif name.startswith(ADDITIONAL):
+            detail_seen = True
+            if ok:
+                additional[name[len(ADDITIONAL):]] = rows
+        else:
+            report.ignored.append(name)
+    if additional != (host.additional or {}):
+        host.additional = additional
+    if detail_seen:
+        # With the platform still unknown only the cross-platform queries went out:
+        # leave detail_updated_at alone so the full set follows on the next read.
+        if host.platform:
+            host.detail_updated_at = now
+        host.refetch_requested = False
+    if report.labels:
+        host.label_updated_at = now
+    if report.policies:
+        host.policy_updated_at = now
+    return report
+
+
+def live_result_line(host: Host, answer: CampaignAnswer, now: datetime) -> dict[str, Any]:
+    """A live query answer as a snapshot result-log line (for ``live_query_results_to_log``)."""
+    return {
+        "name": f"{CAMPAIGN}{answer.campaign_id}",
+        "hostIdentifier": host.osquery_host_id,
+        "calendarTime": now.replace(tzinfo=UTC).strftime("%a %b %d %H:%M:%S %Y UTC"),
+        "unixTime": int(now.replace(tzinfo=UTC).timestamp()),
+        "epoch": 0,
+        "counter": 0,
+        "numerics": False,
+        "decorations": {"host_uuid": host.uuid, "hostname": host.hostname},
+        "action": "snapshot",
+        "snapshot": answer.rows,
+        **({"error": answer.error} if answer.error else {}),
+    }

@@ -1,0 +1,118 @@
+"""``hostql server prepare-db`` on SQLite, PostgreSQL and MariaDB: schema equals models.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from dbservers import DbServer, mariadb_server, postgres_server  # noqa: F401  (fixtures)
+from sqlalchemy import inspect, text
+
+from hostql.server.main import run
+from hostql.server.settings import load_settings
+from hostql.server.startup import check_migrations
+from hostql.server.storage import migrate
+from hostql.server.storage.db import Database
+from hostql.server.storage.models import Base, EnrollSecret, Host, utcnow
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/sub/dir/server.db"  # prepare-db creates the directory
+        return
+    server: DbServer = request.getfixturevalue({"postgresql": "postgres_server"}.get(request.param, "mariadb_server"))
+    yield server.new_database()
+
+
+def test_prepare_db_migrates_to_models_and_is_idempotent(empty_db_url: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["prepare-db", "--db", empty_db_url]) == 0
+    assert "migrated to revision 0001" in capsys.readouterr().out
+    database = Database(empty_db_url)
+    try:
+        status = migrate.status(database)
+        assert status.up_to_date and status.current == (migrate.head_revision(),)
+        assert migrate.schema_diff(database) == []
+        tables = set(inspect(database.engine).get_table_names())
+        assert tables == set(Base.metadata.tables) | {"alembic_version"}
+        # The schema works: rows with foreign keys and JSON go in and come back.
+        with database.session() as session:
+            session.add(EnrollSecret(secret="s3cret"))
+            session.add(Host(osquery_host_id="h1", node_key="nk", hostname="box", last_enrolled_at=utcnow()))
+        with database.session() as session:
+            host = session.query(Host).one()
+            assert host.hostname == "box" and host.team_id is None
+    finally:
+        database.dispose()
+
+    assert run(["prepare-db", "--db", empty_db_url]) == 0
+    assert "is up to date (revision 0001)" in capsys.readouterr().out
+    database = Database(empty_db_url)
+    try:
+        assert migrate.is_up_to_date(database)
+        with database.session() as session:
+            assert session.query(Host).count() == 1  # data kept by the second run
+    finally:
+        database.dispose()
+
+
+def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/server.db"
+    database = Database(url)
+    try:
+        status = migrate.status(database)
+        assert status.current == () and status.pending == ("0001",) and not status.up_to_date
+        settings = load_settings({"db": url, "tls": "false"}, {})
+        with pytest.raises(ValueError, match=r"setting db .*: .* is not initialised: run `hostql server prepare-db`"):
+            check_migrations(settings, database)
+        # Tables made without migrations (create_all) are not "migrated" either.
+        database.create_all()
+        assert not migrate.is_up_to_date(database)
+        with pytest.raises(ValueError, match=r"setting db .*: .* is not initialised"):
+            check_migrations(settings, database)
+    finally:
+        database.dispose()
+
+
+def test_unknown_revision_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/server.db"
+    assert run(["prepare-db", "--db", url]) == 0
+    database = Database(url)
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        status = migrate.status(database)
+        assert status.unknown == ("9999",) and not status.up_to_date
+    finally:
+        database.dispose()
+    capsys.readouterr()
+    assert run(["prepare-db", "--db", url]) == 1
+    assert "setting db" in capsys.readouterr().err
+
+
+def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path}/server.db")
+    try:
+        migrate.upgrade(database)
+        with database.engine.begin() as connection:
+            command.downgrade(migrate.alembic_config(connection), "base")
+        assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+        migrate.upgrade(database)
+        assert migrate.schema_diff(database) == []
+    finally:
+        database.dispose()
+
+
+def test_schema_diff_sees_a_missing_column(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path}/server.db")
+    try:
+        migrate.upgrade(database)
+        with database.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE hosts DROP COLUMN public_ip"))
+        diff = migrate.schema_diff(database)
+        assert any(entry[0] == "add_column" and entry[3].name == "public_ip" for entry in diff), diff
+    finally:
+        database.dispose()
