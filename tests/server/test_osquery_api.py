@@ -190,8 +190,8 @@ def test_config_has_global_pack_options_and_decorators(client: TestClient, datab
     names = {q.name for q in parsed.all_queries()}
     assert {"pack/Global/uptime", "pack/Global/diff", "pack/Global/noremove"} <= names
     assert not [w for w in parsed.warnings if "pack" in w or "decorator" in w], parsed.warnings
-    assert parsed.decorators.load == ["SELECT uuid AS host_uuid FROM system_info;",
-                                      "SELECT hostname AS hostname FROM system_info;"]
+    assert list(parsed.decorators.load) == ["SELECT uuid AS host_uuid FROM system_info;",
+                                            "SELECT hostname AS hostname FROM system_info;"]
     # the served options set the host's intervals (used for online status)
     [host] = _hosts(database)
     assert host.distributed_interval == 10 and host.logger_tls_period == 10
@@ -222,7 +222,8 @@ def test_team_options_pack_and_platform_override(client: TestClient, database: D
     assert config["options"] == {"distributed_interval": 7}
     assert "decorators" not in config
     parsed = build_config([RawSource("tls_plugin", json.dumps(config))])
-    assert f"pack/team-{team_id}/team_q" in {q.name for q in parsed.all_queries()}
+    # no pack_delimiter in the override: osquery's default "_" applies
+    assert f"pack_team-{team_id}_team_q" in {q.name for q in parsed.all_queries()}
 
 
 def test_global_agent_options_from_app_config(client: TestClient, database: Database) -> None:

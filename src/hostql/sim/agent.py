@@ -31,6 +31,7 @@ from hostql.sim.stats import SimStats
 from hostql.sim.template import Identity, Templates, live_rows, vary_row
 
 LIVE_PREFIX = "fleet_distributed_query_"
+SOFTWARE_PREFIX = "fleet_detail_query_software"
 ACCELERATED_INTERVAL = 5.0
 ENROLL_ATTEMPTS = 5
 MAX_LINES_PER_REQUEST = 1024  # osquery's --logger_tls_max_lines
@@ -61,6 +62,7 @@ class SimOptions:
     connections: int = 64
     seed: int = 1
     timeout: float = 16.0
+    software_rows: int = -1  # cap on software inventory rows per host; -1 = all of this machine's
 
 
 @dataclass
@@ -212,6 +214,9 @@ class SimAgent:
         rows, error = await templates.rows(sql)
         if error:
             return [], error
+        cap = self.ctx.options.software_rows
+        if cap >= 0 and name.startswith(SOFTWARE_PREFIX):
+            rows = rows[:cap]
         return [vary_row(row, self.ident) for row in rows] if templates.needs_vary(sql) else rows, ""
 
     async def distributed_once(self) -> None:

@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--log-rows", type=int, default=10, metavar="N", help="result rows per host per log interval (default 10)")
     add("--live-rows", type=int, default=3, metavar="N", help="rows each host answers a live query with (default 3)")
     add("--duration", type=float, default=60.0, metavar="SECONDS", help="run time from the first start (default 60)")
+    add("--software-rows", type=int, default=-1, metavar="N",
+        help="software inventory rows per host (default: all of this machine's; osquery-perf sends about 20)")
     add("--connections", type=int, default=64, metavar="N", help="HTTP connection pool size (default 64)")
     add("--timeout", type=float, default=16.0, metavar="SECONDS", help="per-request timeout (default 16, as osquery)")
     add("--seed", type=int, default=1, help="seed of host identities; the same seed gives the same hosts (default 1)")
@@ -176,7 +178,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
                       start_period=args.start_period, config_interval=args.config_interval,
                       query_interval=args.query_interval, log_interval=args.log_interval, log_rows=args.log_rows,
                       live_rows=args.live_rows, duration=args.duration, connections=args.connections,
-                      seed=args.seed, timeout=args.timeout)
+                      seed=args.seed, timeout=args.timeout, software_rows=args.software_rows)
 
 
 def _event_loop_runner() -> Any:

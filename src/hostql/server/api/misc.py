@@ -14,8 +14,9 @@ import threading
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from hostql import __version__
@@ -122,12 +123,38 @@ def get_config(state: State, session: DbSession, user: CurrentUser) -> dict[str,
     return _response(state, user, appconfig.load(session))
 
 
+Section = dict[str, Any] | None
+
+
+class ConfigPatch(BaseModel):
+    """The sections a PATCH may send (keys inside them are checked by the app-config service)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org_info: Section = None
+    server_settings: Section = None
+    host_expiry_settings: Section = None
+    activity_expiry_settings: Section = None
+    features: Section = None
+    agent_options: Section = None
+    smtp_settings: Section = None
+    sso_settings: Section = None
+    webhook_settings: Section = None
+    integrations: Section = None
+    fleet_desktop: Section = None
+    # Read-only sections of a GET answer, accepted and ignored so a GET can be sent back.
+    license: Any = None
+    logging: Any = None
+    update_interval: Any = None
+    vulnerabilities: Any = None
+    version: Any = None
+
+
 @router.patch("/api/v1/fleet/config")
-def patch_config(state: State, session: DbSession, user: CurrentUser,
-                 body: Annotated[Any, Body()] = None,
+def patch_config(state: State, session: DbSession, user: CurrentUser, body: ConfigPatch,
                  dry_run: Annotated[bool, Query()] = False) -> dict[str, Any]:
     authz.require(user, authz.ADMIN)
-    config, changed = appconfig.apply_patch(session, body if body is not None else {}, dry_run=dry_run)
+    config, changed = appconfig.apply_patch(session, body.model_dump(exclude_unset=True), dry_run=dry_run)
     if not dry_run and "agent_options" in changed:
         record_activity(session, user, "edited_agent_options", {"global": True, "team_id": None,
                                                                 "team_name": None})

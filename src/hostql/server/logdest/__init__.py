@@ -43,7 +43,7 @@ class ClosableDestination(LogDestination, Protocol):
 # name -> factory(settings, kind) -> destination
 Factory = Callable[[Any, str], LogDestination]
 REGISTRY: dict[str, Factory] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 class LogDestinationError(ValueError):

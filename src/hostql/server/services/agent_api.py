@@ -97,7 +97,8 @@ def host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str, 
         if current is None:
             return dict(NODE_INVALID)
         handle_log(session, router_for(state), current, str(log_type), data,
-                   retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state))
+                   retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state),
+                   now=now_for(state))
     return {}
 
 

@@ -24,9 +24,9 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import Table, bindparam, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from hostql.server.state import ServerState
@@ -176,7 +176,7 @@ class Checkin:
             try:
                 # Core executemany: no ORM row-count check, so a host deleted
                 # meanwhile is simply skipped.
-                table = Host.__table__
+                table = cast(Table, Host.__table__)
                 statement = (update(table).where(table.c.id == bindparam("host_id"))
                              .values(seen_time=bindparam("seen")))
                 with self.state.database.session() as session:

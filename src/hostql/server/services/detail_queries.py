@@ -260,7 +260,7 @@ def ingest_software(ctx: IngestContext, rows: list[Row]) -> None:
     wanted = {ids[key]: found[key][1] for key in keys}
     current = dict(session.execute(
         select(HostSoftware.software_id, HostSoftware.installed_path).where(HostSoftware.host_id == ctx.host.id)
-    ).tuples().all())
+    ).all())
     stale = [sid for sid, path in current.items() if sid not in wanted or wanted[sid] != path]
     for start in range(0, len(stale), 500):
         session.execute(delete(HostSoftware).where(HostSoftware.host_id == ctx.host.id,

@@ -218,6 +218,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
     report = WriteReport()
     ctx = IngestContext(session=session, host=host, now=now, **(features or {}))
     detail_seen = False
+    platform_known = bool(host.platform)  # the full detail set went out only if it was known
     additional: dict[str, Any] = dict(host.additional or {})
     for name in sorted(set(results) | set(statuses)):
         ok = _succeeded(statuses.get(name))
@@ -249,7 +250,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
     if detail_seen:
         # With the platform still unknown only the cross-platform queries went out:
         # leave detail_updated_at alone so the full set follows on the next read.
-        if host.platform:
+        if platform_known:
             host.detail_updated_at = now
         host.refetch_requested = False
     if report.labels:

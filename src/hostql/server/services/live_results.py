@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from hostql.server.pubsub import results_channel
 from hostql.server.services import authz, campaigns
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Campaign, Host, Query, User
+
+log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 30.0
 DEFAULT_STATUS_INTERVAL = 5.0
@@ -134,6 +137,9 @@ async def serve_websocket(state: ServerState, websocket: WebSocket, *, status_in
         return
     try:
         await _stream(state, websocket, user, campaign.id, interval)
+    except Exception as exc:  # e.g. Redis unreachable: tell the client instead of dropping it
+        log.exception("live query campaign %s: streaming results failed", campaign.id)
+        await _send_error(websocket, f"streaming results failed: {exc}")
     finally:
         campaigns.stop(state, campaign.id)
         if websocket.client_state == WebSocketState.CONNECTED:

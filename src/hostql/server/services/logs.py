@@ -14,8 +14,9 @@ delimiter) belong to a saved scheduled query; for those:
     host's current result set rebuilt from the diffs: ``added`` rows are
     appended, ``removed`` rows delete one equal stored row.
 
-  There is no row cap; ``query_report_retention_days`` (default 30, 0 = keep
-  forever) prunes rows not refreshed for that long, at most once an hour.
+  ``last_fetched`` is the server's receive time.  There is no row cap;
+  ``query_report_retention_days`` (default 30, 0 = keep forever) prunes rows
+  not refreshed for that long, at most once an hour.
 * Lines go to the result destinations when the query has
   ``automations_enabled``.  Lines of other packs or unknown queries, and every
   line while reports are disabled, go to the result destinations as well.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -45,15 +46,6 @@ def reports_disabled(session: Session) -> bool:
     row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
     server_settings = (row.json_value or {}).get("server_settings") if row is not None else None
     return bool(isinstance(server_settings, dict) and server_settings.get("query_reports_disabled"))
-
-
-def _line_time(line: dict[str, Any], default: datetime) -> datetime:
-    value = line.get("unixTime")
-    try:
-        seconds = int(value) if value is not None else 0
-    except (TypeError, ValueError):
-        seconds = 0
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None) if seconds > 0 else default
 
 
 def _diff_rows(line: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -102,7 +94,7 @@ class ResultProcessor:
             self.forward.append(line)
         if query.discard_data:
             return
-        when = _line_time(line, self.now)
+        when = self.now
         snapshot = line.get("snapshot")
         if isinstance(snapshot, list) or line.get("action") == "snapshot":
             self._snapshot(query, [row for row in snapshot or [] if isinstance(row, dict)], when)
@@ -152,18 +144,18 @@ def prune_reports(session: Session, retention_days: float, now: datetime | None 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def maybe_prune(session: Session, state_key: int, retention_days: float) -> None:
+def maybe_prune(session: Session, state_key: int, retention_days: float, now: datetime | None = None) -> None:
     """Prune at most once per :data:`PRUNE_EVERY` seconds per server state."""
     with _prune_lock:
         last = _last_prune.get(state_key, 0.0)
         if time.monotonic() - last < PRUNE_EVERY:
             return
         _last_prune[state_key] = time.monotonic()
-    prune_reports(session, retention_days)
+    prune_reports(session, retention_days, now)
 
 
 def handle_log(session: Session, router: LogRouter, host: Host, log_type: str, data: list[Any], *,
-               retention_days: float = 30.0, state_key: int = 0) -> None:
+               retention_days: float = 30.0, state_key: int = 0, now: datetime | None = None) -> None:
     """The whole ``/log`` request: status lines out; result lines to reports and out."""
     lines = [line for line in data if isinstance(line, dict)]
     if log_type == STATUS:
@@ -171,7 +163,7 @@ def handle_log(session: Session, router: LogRouter, host: Host, log_type: str, d
         return
     if log_type != RESULT:
         raise ValueError(f"unknown log_type {log_type!r}")
-    forward = process_results(session, host, lines)
-    maybe_prune(session, state_key, retention_days)
+    forward = process_results(session, host, lines, now)
+    maybe_prune(session, state_key, retention_days, now)
     session.flush()
     router.write(RESULT, forward)

@@ -1,0 +1,227 @@
+"""/log: query reports, forwarding to destinations, status lines, the destination registry."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from osquery_agent_helpers import add_secret, configure, enroll, real_host_details
+from sqlalchemy import select
+
+from hostql.server import logdest
+from hostql.server.logdest.filesystem import FilesystemDestination
+from hostql.server.services.agent_config import parse_schedule_name
+from hostql.server.services.logs import prune_reports
+from hostql.server.state import ServerState
+from hostql.server.storage.db import Database
+from hostql.server.storage.models import AppConfig, Host, Query, QueryResult
+
+
+@pytest.fixture(autouse=True)
+def _settings(state: ServerState, tmp_path: Path) -> None:
+    configure(state, tmp_path)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _log(client: TestClient, key: str, log_type: str, data: list[dict[str, Any]]) -> None:
+    reply = client.post("/api/osquery/log", json={"node_key": key, "log_type": log_type, "data": data})
+    assert reply.status_code == 200 and reply.json() == {}, reply.text
+
+
+def _snapshot(name: str, rows: list[dict[str, str]], unix: int = 1_700_000_000) -> dict[str, Any]:
+    return {"name": name, "hostIdentifier": "h", "calendarTime": "x", "unixTime": unix, "epoch": 0, "counter": 0,
+            "numerics": False, "decorations": {}, "action": "snapshot", "snapshot": rows}
+
+
+def _query(database: Database, name: str, **kw: Any) -> int:
+    with database.session() as session:
+        query = Query(name=name, query="SELECT 1;", interval=60, **kw)
+        session.add(query)
+        session.flush()
+        return query.id
+
+
+def _report(database: Database, query_id: int) -> list[dict[str, Any]]:
+    with database.session() as session:
+        return [r.data for r in session.scalars(select(QueryResult).where(QueryResult.query_id == query_id)
+                                                .order_by(QueryResult.id))]
+
+
+@pytest.fixture
+def key(client: TestClient, database: Database) -> str:
+    add_secret(database, "s")
+    return enroll(client, "s", "logger", real_host_details())
+
+
+def test_schedule_names_with_any_delimiter() -> None:
+    assert parse_schedule_name("pack/Global/uptime") == (None, "uptime")
+    assert parse_schedule_name("pack_Global_my_query") == (None, "my_query")
+    assert parse_schedule_name("pack::team-12::a::b") == (12, "a::b")
+    assert parse_schedule_name("pack/legacy-pack/q") is None
+    assert parse_schedule_name("uptime") is None
+
+
+def test_snapshot_report_is_stored_and_replaced(client: TestClient, database: Database, key: str,
+                                                tmp_path: Path, state: ServerState) -> None:
+    qid = _query(database, "uptime")
+    state.extras["clock"] = lambda: datetime(2026, 5, 1, 10, 0, 0)
+    _log(client, key, "result", [_snapshot("pack/Global/uptime", [{"s": "1"}, {"s": "2"}])])
+    assert _report(database, qid) == [{"s": "1"}, {"s": "2"}]
+    _log(client, key, "result", [_snapshot("pack::Global::uptime", [{"s": "3"}], unix=1_700_000_100)])
+    assert _report(database, qid) == [{"s": "3"}]
+    with database.session() as session:
+        row = session.scalars(select(QueryResult)).one()
+        assert row.last_fetched == datetime(2026, 5, 1, 10, 0, 0)  # the server's receive time
+    _log(client, key, "result", [_snapshot("pack/Global/uptime", [])])
+    assert _report(database, qid) == []
+    # no automations: nothing went to the result log
+    assert _lines(tmp_path / "logs" / "result.log") == []
+
+
+def test_reports_are_per_host_and_have_no_row_cap(client: TestClient, database: Database, key: str) -> None:
+    qid = _query(database, "many")
+    other = enroll(client, "s", "other-host")
+    rows = [{"n": str(i)} for i in range(1500)]
+    _log(client, key, "result", [_snapshot("pack/Global/many", rows)])
+    _log(client, other, "result", [_snapshot("pack/Global/many", rows[:3])])
+    assert len(_report(database, qid)) == 1503
+    _log(client, other, "result", [_snapshot("pack/Global/many", [{"n": "x"}])])
+    assert len(_report(database, qid)) == 1501
+
+
+def test_team_query_report_only_for_hosts_of_that_team(client: TestClient, database: Database, key: str) -> None:
+    team_id = add_secret(database, "team-secret", team_name="T")
+    qid = _query(database, "tq", team_id=team_id)
+    team_key = enroll(client, "team-secret", "team-host")
+    _log(client, key, "result", [_snapshot(f"pack/team-{team_id}/tq", [{"a": "global host"}])])
+    assert _report(database, qid) == []
+    _log(client, team_key, "result", [_snapshot(f"pack/team-{team_id}/tq", [{"a": "team host"}])])
+    assert _report(database, qid) == [{"a": "team host"}]
+
+
+def test_differential_report_follows_added_and_removed(client: TestClient, database: Database, key: str) -> None:
+    qid = _query(database, "procs", logging_type="differential")
+    event = {"name": "pack/Global/procs", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1, "counter": 0}
+    _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "1"}},
+                                 {**event, "action": "added", "columns": {"pid": "2"}}])
+    assert _report(database, qid) == [{"pid": "1"}, {"pid": "2"}]
+    _log(client, key, "result", [{**event, "counter": 1, "action": "removed", "columns": {"pid": "1"}}])
+    assert _report(database, qid) == [{"pid": "2"}]
+    # batch format (logger_event_type=false)
+    _log(client, key, "result", [{**event, "counter": 2,
+                                  "diffResults": {"added": [{"pid": "3"}], "removed": [{"pid": "2"}]}}])
+    assert _report(database, qid) == [{"pid": "3"}]
+
+
+def test_discard_data_and_automations(client: TestClient, database: Database, key: str, tmp_path: Path) -> None:
+    kept = _query(database, "kept", automations_enabled=True)
+    dropped = _query(database, "dropped", discard_data=True, automations_enabled=True)
+    lines = [_snapshot("pack/Global/kept", [{"k": "1"}]), _snapshot("pack/Global/dropped", [{"d": "1"}]),
+             _snapshot("pack/legacy/other", [{"o": "1"}])]
+    _log(client, key, "result", lines)
+    assert _report(database, kept) == [{"k": "1"}]
+    assert _report(database, dropped) == []
+    forwarded = _lines(tmp_path / "logs" / "result.log")
+    assert [line["name"] for line in forwarded] == ["pack/Global/kept", "pack/Global/dropped", "pack/legacy/other"]
+
+
+def test_reports_disabled_sends_everything_to_the_log(client: TestClient, database: Database, key: str,
+                                                      tmp_path: Path) -> None:
+    qid = _query(database, "q")
+    with database.session() as session:
+        session.add(AppConfig(json_value={"server_settings": {"query_reports_disabled": True}}))
+    _log(client, key, "result", [_snapshot("pack/Global/q", [{"a": "1"}])])
+    assert _report(database, qid) == []
+    assert [line["name"] for line in _lines(tmp_path / "logs" / "result.log")] == ["pack/Global/q"]
+
+
+def test_status_lines_reach_the_status_file(client: TestClient, key: str, tmp_path: Path) -> None:
+    status = [{"hostIdentifier": "h", "calendarTime": "x", "unixTime": "1700000000", "severity": "1",
+               "filename": "config.cpp", "line": "42", "message": "config warning", "version": "5.23.0",
+               "decorations": {"host_uuid": "u"}}]
+    _log(client, key, "status", status)
+    assert _lines(tmp_path / "logs" / "status.log") == status
+    assert _lines(tmp_path / "logs" / "result.log") == []
+
+
+def test_bad_log_type_is_an_error(client: TestClient, key: str) -> None:
+    reply = client.post("/api/osquery/log", json={"node_key": key, "log_type": "nope", "data": []})
+    assert "error" in reply.json() and "node_invalid" not in reply.json()
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        self.lines.extend((kind, line) for line in lines)
+
+
+def test_a_new_destination_plugs_in_by_name(client: TestClient, state: ServerState, tmp_path: Path,
+                                            database: Database) -> None:
+    memory = Memory()
+    logdest.register("memory", lambda settings, kind: memory)
+    try:
+        configure(state, tmp_path, status_log_plugin=["memory", "filesystem"], result_log_plugin="memory,stdout")
+        add_secret(database, "s")
+        key = enroll(client, "s", "m")
+        _log(client, key, "status", [{"message": "one"}])
+        _log(client, key, "result", [_snapshot("pack/x/y", [{"a": "1"}])])
+    finally:
+        logdest.REGISTRY.pop("memory", None)
+    assert [(kind, line.get("message", line.get("name"))) for kind, line in memory.lines] == [
+        ("status", "one"), ("result", "pack/x/y")]
+    assert _lines(tmp_path / "logs" / "status.log") == [{"message": "one"}]
+    with pytest.raises(logdest.LogDestinationError):
+        logdest.build(type("S", (), {"result_log_plugin": "kafka-not-yet"})(), "result")
+    assert logdest.build(type("S", (), {"result_log_plugin": "none"})(), "result") == []
+
+
+def test_live_query_results_can_go_to_the_result_log(client: TestClient, state: ServerState, tmp_path: Path,
+                                                     database: Database) -> None:
+    configure(state, tmp_path, live_query_results_to_log=True)
+    add_secret(database, "s")
+    key = enroll(client, "s", "live-log", real_host_details())
+    reply = client.post("/api/osquery/distributed/write", json={
+        "node_key": key, "queries": {"fleet_distributed_query_5": [{"a": "1"}]},
+        "statuses": {"fleet_distributed_query_5": 0}})
+    assert reply.json() == {}
+    [line] = _lines(tmp_path / "logs" / "result.log")
+    assert line["name"] == "fleet_distributed_query_5" and line["snapshot"] == [{"a": "1"}]
+    assert line["hostIdentifier"] == "live-log"
+
+
+def test_filesystem_rotation(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "rotation"
+    destination = FilesystemDestination(tmp_path / "out.log", max_bytes=200, max_backups=2)
+    for i in range(20):
+        destination.write("result", [{"i": i, "pad": "x" * 40}])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["out.log", "out.log.1", "out.log.2"]
+    assert all(p.stat().st_size <= 200 for p in tmp_path.iterdir())
+    newest = [json.loads(line)["i"] for line in (tmp_path / "out.log").read_text().splitlines()]
+    assert newest[-1] == 19
+    older = [json.loads(line)["i"] for line in (tmp_path / "out.log.1").read_text().splitlines()]
+    assert max(older) < min(newest)
+
+
+def test_retention_prunes_old_report_rows(client: TestClient, database: Database, key: str,
+                                         state: ServerState) -> None:
+    qid = _query(database, "old")
+    state.extras["clock"] = lambda: datetime(2020, 9, 13)
+    _log(client, key, "result", [_snapshot("pack/Global/old", [{"a": "1"}])])
+    assert _report(database, qid) == [{"a": "1"}]
+    with database.session() as session:
+        assert prune_reports(session, 0) == 0
+        assert prune_reports(session, 30, now=datetime(2020, 9, 13) + timedelta(days=10)) == 0
+        assert prune_reports(session, 30, now=datetime(2020, 9, 13) + timedelta(days=31)) == 1
+    assert _report(database, qid) == []
+    with database.session() as session:
+        assert session.scalars(select(Host)).first() is not None
