@@ -20,18 +20,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Programs the tests use as ground truth; installed only when missing.
-SYSTEM_PROGRAMS := ps:procps sha256sum:coreutils dpkg-query:dpkg ssh-keygen:openssh-client openssl:openssl \
-	mke2fs:e2fsprogs mkswap:util-linux blkid:util-linux rsyslogd:rsyslog
+# Programs the tests use as ground truth or start themselves (PostgreSQL,
+# MariaDB, Redis, rsyslog); installed only when missing.
 system-deps:
-	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
-	  prog=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$prog >/dev/null 2>&1 || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	bash scripts/system_deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools

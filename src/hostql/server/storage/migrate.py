@@ -63,9 +63,20 @@ def head_revision() -> str:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
-    """Apply every pending migration (a no-op when the database is current)."""
+    """Apply every pending migration (a no-op when the database is current),
+    then the data every server needs (builtin labels), idempotently."""
     with database.engine.begin() as connection:
         command.upgrade(alembic_config(connection), revision)
+    if revision == "head":
+        seed(database)
+
+
+def seed(database: Database) -> None:
+    """Rows Fleet creates with its migrations: the builtin labels."""
+    from hostql.server.services.labels import seed_builtin_labels
+
+    with database.session() as session:
+        seed_builtin_labels(session)
 
 
 def current_revisions(database: Database) -> tuple[str, ...]:
