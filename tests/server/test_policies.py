@@ -238,3 +238,31 @@ def test_team_policy_webhook_uses_team_settings(client: TestClient, state: Serve
     host = make_host(database, "desk-1", team_id=team_id)
     _report(state, database, host, {policy_id: False})
     assert len(receiver.bodies) == 1 and receiver.bodies[0]["policy"]["team_id"] == team_id
+
+
+def test_webhook_fires_from_an_agents_distributed_write(client: TestClient, state: ServerState, database: Database,
+                                                        admin_token: str, receiver: Receiver,
+                                                        tmp_path: Any) -> None:
+    from osquery_agent_helpers import add_secret, configure, enroll
+
+    configure(state, tmp_path)
+    add_secret(database, "s3cret")
+    policy = client.post(f"{API}/global/policies", json={"name": "ssh off", "query": "select 1;"},
+                         headers=auth(admin_token)).json()["policy"]["id"]
+    _configure_webhook(database, receiver.url, [policy])
+    node_key = enroll(client, "s3cret", "laptop-9")
+
+    def write(rows: list[dict[str, str]]) -> None:
+        body = {"node_key": node_key, "queries": {f"fleet_policy_query_{policy}": rows},
+                "statuses": {f"fleet_policy_query_{policy}": 0}, "messages": {}}
+        assert client.post("/api/osquery/distributed/write", json=body).status_code == 200
+        dispatcher(state).wait(10)
+
+    write([{"1": "1"}])
+    assert receiver.bodies == []
+    write([])  # no row: the policy now fails on this host
+    assert len(receiver.bodies) == 1
+    assert receiver.bodies[0]["policy"]["id"] == policy
+    with database.session() as session:
+        host_id = session.scalars(select(Host.id).where(Host.osquery_host_id == "laptop-9")).one()
+    assert [h["id"] for h in receiver.bodies[0]["hosts"]] == [host_id]

@@ -19,6 +19,7 @@ from hostql.server.services.agent_config import config_for_host, interval_update
 from hostql.server.services.distributed import Intervals, apply_write, live_result_line, read_queries
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
 from hostql.server.services.logs import handle_log
+from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
 from hostql.server.storage.models import AppConfig, Host, utcnow
 
@@ -120,6 +121,9 @@ def _write_sync(state: ServerState, host: Host, body: dict[str, Any],
         if public_ip and current.public_ip != public_ip:
             current.public_ip = public_ip[:45]
         session.flush()
+        if report.policy_changes:
+            # Flips to failing trigger the failing-policy webhook (posted in the background).
+            policy_results_changed(state, session, report.policy_changes)
         session.expunge(current)
     if report.campaigns and setting(state, "live_query_results_to_log", False):
         router_for(state).write(RESULT, [live_result_line(current, answer, now) for answer in report.campaigns])

@@ -161,6 +161,8 @@ class WriteReport:
     labels: int = 0
     policies: int = 0
     ignored: list[str] = field(default_factory=list)
+    # (host id, policy id, previous, current) per policy answer, for the webhook.
+    policy_changes: list[tuple[int, int, bool | None, bool | None]] = field(default_factory=list)
 
 
 def _succeeded(status: Any) -> bool:
@@ -197,15 +199,19 @@ def _set_label(session: Session, host: Host, label_id: int, member: bool, now: d
         session.delete(existing)
 
 
-def _set_policy(session: Session, host: Host, policy_id: int, passes: bool | None, now: datetime) -> None:
+def _set_policy(session: Session, host: Host, policy_id: int, passes: bool | None,
+                now: datetime) -> tuple[int, int, bool | None, bool | None] | None:
+    """Store one policy answer; returns (host, policy, previous, current) for automations."""
     if session.get(Policy, policy_id) is None:
-        return
+        return None
     existing = session.get(PolicyMembership, (policy_id, host.id))
     if existing is None:
         session.add(PolicyMembership(policy_id=policy_id, host_id=host.id, passes=passes, updated_at=now))
-    else:
-        existing.passes = passes
-        existing.updated_at = now
+        return (host.id, policy_id, None, passes)
+    previous = existing.passes
+    existing.passes = passes
+    existing.updated_at = now
+    return (host.id, policy_id, previous, passes)
 
 
 def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetime, *,
@@ -234,7 +240,9 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
                 _set_label(session, host, label_id, bool(rows), now)
             report.labels += 1
         elif name.startswith(POLICY) and (policy_id := _suffix_id(name, POLICY)) is not None:
-            _set_policy(session, host, policy_id, bool(rows) if ok else None, now)
+            change = _set_policy(session, host, policy_id, bool(rows) if ok else None, now)
+            if change is not None:
+                report.policy_changes.append(change)
             report.policies += 1
         elif name.startswith(CAMPAIGN) and (campaign_id := _suffix_id(name, CAMPAIGN)) is not None:
             error = None if ok else (str(messages.get(name) or "") or "query failed")
