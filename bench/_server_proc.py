@@ -150,15 +150,14 @@ class ServerProc:
         except OSError:
             return ""
 
-    def log_errors(self, limit: int = 20) -> list[str]:
-        """Lines of the server's output that report an error or a traceback."""
+    def log_errors(self, limit: int = 4000) -> str:
+        """The server output from its first error or traceback on (at most ``limit`` characters)."""
         try:
             text = self._log.read_text(errors="replace")
         except OSError:
-            return []
-        hits = [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")
-                or "Exception" in line]
-        return hits[:limit]
+            return ""
+        starts = [text.find(marker) for marker in (" ERROR ", "Traceback") if marker in text]
+        return text[min(starts):min(starts) + limit] if starts else ""
 
     def stop(self) -> None:
         _stop(self.proc)

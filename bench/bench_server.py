@@ -110,7 +110,7 @@ async def phase_reads(server: ServerProc) -> dict[str, Any]:
     async with Simulation(options) as sim:
         await sim.start()
         await sim.wait_enrolled(60.0)
-        await asyncio.sleep(5.0)  # detail queries answered; from now on reads come back empty
+        quiet = await sim.wait_quiet(90.0)  # detail queries answered; from now on reads come back empty
         window = Window(server, sim)
         await asyncio.sleep(env_float("HOSTQL_BENCH_WINDOW", 15.0))
         result = window.close()
@@ -118,7 +118,7 @@ async def phase_reads(server: ServerProc) -> dict[str, Any]:
         report = sim.report()
     reads = result["delta"]["empty_reads"]
     cpu = result["server_cpu_s"]
-    result.update(hosts=hosts, errors=report["errors"], empty_reads=reads,
+    result.update(hosts=hosts, quiet_before_window=quiet, errors=report["errors"], empty_reads=reads,
                   reads_per_cpu_s=round(reads / cpu, 1) if cpu else 0.0,
                   reads_per_wall_s=round(reads / result["wall_s"], 1), p99_read_ms=result["p99_ms"]["distributed_read"])
     return result
@@ -219,7 +219,7 @@ async def phase_fleet(server: ServerProc) -> dict[str, Any]:
     result.update(hosts=hosts, all_enrolled=all_enrolled, enrolled=report["enrolled"], errors=report["errors"],
                   error_kinds=report["error_kinds"], error_examples=report["error_examples"][:5],
                   endpoints=report["endpoints"], live_query=live,
-                  hosts_per_server_cpu=round(hosts / cpu_share) if cpu_share else None)
+                  hosts_per_server_cpu=round(report["enrolled"] / cpu_share) if cpu_share and all_enrolled else None)
     return result
 
 

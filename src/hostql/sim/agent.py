@@ -159,6 +159,7 @@ class SimAgent:
         self.buffered_rows = 0
         self.counter = 0
         self.enrolled = asyncio.Event()
+        self.quiet = False  # the last distributed read had nothing to run
 
     # ------------------------------------------------------------------ enroll
 
@@ -228,8 +229,10 @@ class SimAgent:
             self.accelerate_until = time.monotonic() + accelerate
         queries = reply.get("queries")
         if not isinstance(queries, dict) or not queries:
+            self.quiet = True
             self.ctx.stats.empty_reads += 1
             return
+        self.quiet = False
         discovery = reply.get("discovery") if isinstance(reply.get("discovery"), dict) else {}
         results: dict[str, Any] = {}
         statuses: dict[str, int] = {}

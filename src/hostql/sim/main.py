@@ -102,6 +102,15 @@ class Simulation:
             await asyncio.sleep(0.2)
         return True
 
+    async def wait_quiet(self, timeout: float) -> bool:
+        """Wait until every agent's last distributed read came back empty; False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not all(agent.quiet for agent in self.agents):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
     async def wait(self, seconds: float) -> None:
         """Let the agents run for ``seconds`` (returns early if every agent task ended)."""
         agent_tasks = self._tasks[:-1]
