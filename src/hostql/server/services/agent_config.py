@@ -38,7 +38,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hostql.server.storage.models import AppConfig, Host, LabelMembership, Pack, Query, Team
+from hostql.server.services.packs import packs_for_host
+from hostql.server.storage.models import AppConfig, Host, Query, Team
 
 GLOBAL_PACK = "Global"
 DEFAULT_AGENT_OPTIONS: dict[str, Any] = {
@@ -143,44 +144,9 @@ def scheduled_packs(session: Session, team_id: int | None) -> dict[str, dict[str
     return packs
 
 
-def _pack_targets_host(pack: Pack, host: Host, label_ids: set[int]) -> bool:
-    targets = (pack.spec or {}).get("targets") or {}
-    if not isinstance(targets, dict):
-        return False
-
-    def ids(kind: str) -> set[int]:
-        found: set[int] = set()
-        for value in targets.get(kind) or []:
-            try:
-                found.add(int(value["id"] if isinstance(value, dict) else value))
-            except (KeyError, TypeError, ValueError):
-                continue
-        return found
-
-    return (host.id in ids("hosts") or (host.team_id is not None and host.team_id in ids("teams"))
-            or bool(label_ids & ids("labels")))
-
-
 def legacy_packs(session: Session, host: Host) -> dict[str, dict[str, Any]]:
-    packs = list(session.scalars(select(Pack).where(Pack.disabled.is_(False))))
-    if not packs:
-        return {}
-    label_ids = set(session.scalars(select(LabelMembership.label_id).where(LabelMembership.host_id == host.id)))
-    result: dict[str, dict[str, Any]] = {}
-    for pack in packs:
-        if not _pack_targets_host(pack, host, label_ids):
-            continue
-        queries: dict[str, Any] = {}
-        for item in (pack.spec or {}).get("queries") or []:
-            if not isinstance(item, dict) or not item.get("query") or not item.get("name"):
-                continue
-            entry = {key: item[key] for key in ("query", "interval", "snapshot", "removed", "platform",
-                                                 "version", "shard", "denylist") if item.get(key) not in (None, "")}
-            entry.setdefault("interval", 3600)
-            queries[str(item["name"])] = entry
-        if queries:
-            result[pack.name] = {"queries": queries, **({"platform": pack.platform} if pack.platform else {})}
-    return result
+    """Enabled ``Pack`` rows targeting the host, its team or one of its labels (``services/packs.py``)."""
+    return packs_for_host(session, host)
 
 
 def config_for_host(session: Session, host: Host) -> dict[str, Any]:

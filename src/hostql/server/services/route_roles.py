@@ -127,6 +127,18 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/spec/packs": "observer",
     "GET /api/v1/fleet/spec/packs/{name}": "observer",
     "POST /api/v1/fleet/spec/teams": "admin",
+    # --- api/packs.py ---------------------------------------------------------------
+    "POST /api/v1/fleet/packs": "maintainer",
+    "GET /api/v1/fleet/packs": "observer",
+    "GET /api/v1/fleet/packs/{pack_id}": "observer",
+    "PATCH /api/v1/fleet/packs/{pack_id}": "maintainer",
+    "DELETE /api/v1/fleet/packs/id/{pack_id}": "maintainer",
+    "DELETE /api/v1/fleet/packs/{name}": "maintainer",
+    "GET /api/v1/fleet/packs/{pack_id}/scheduled": "observer",
+    "POST /api/v1/fleet/schedule": "maintainer",
+    "GET /api/v1/fleet/schedule/{scheduled_id}": "observer",
+    "PATCH /api/v1/fleet/schedule/{scheduled_id}": "maintainer",
+    "DELETE /api/v1/fleet/schedule/{scheduled_id}": "maintainer",
     # --- api/misc.py (config, version, enroll secrets, ...) ------------------------
     "GET /api/v1/fleet/version": "user",
     "GET /api/v1/fleet/config": "user",  # secrets masked for non-admins
