@@ -33,13 +33,3 @@ def pytest_report_header() -> str:
 
     return f"apsw {apsw.apswversion()}, SQLite {apsw.sqlite_lib_version()}"
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Test modules share one namespace (rootdir import mode): fail early and
-    clearly when two test files have the same name."""
-    seen: dict[str, str] = {}
-    for item in items:
-        path = str(item.path)
-        name = item.path.name
-        if seen.setdefault(name, path) != path:
-            raise pytest.UsageError(f"two test modules are named {name}: {seen[name]} and {path}; rename one")
