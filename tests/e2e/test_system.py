@@ -169,6 +169,7 @@ def assert_clean_stop(server: Server) -> None:
     assert code == 0, stderr[-4000:]
     assert server.process.stop_seconds < 15, f"server took {server.process.stop_seconds:.1f} s to stop"
     assert "still busy" not in stderr, stderr[-4000:]
+    assert "graceful shutdown exceeded" not in stderr, stderr[-4000:]
     assert "Traceback" not in stderr, stderr[-6000:]
 
 

@@ -231,6 +231,27 @@ def _chunks(items: list[SoftwareKey], size: int = 200) -> Iterable[list[Software
         yield items[start:start + size]
 
 
+def _insert_software(session: Session, rows: list[tuple[SoftwareKey, str]]) -> None:
+    """Add ``software`` rows, skipping those that exist: several hosts reporting the same new
+    package at once (each in its own transaction) must not fail on the unique key."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(Software).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(Software).on_conflict_do_nothing()
+    else:  # mysql / mariadb
+        from sqlalchemy import insert
+
+        statement = insert(Software).prefix_with("IGNORE")
+    values = [{"name": k[0], "version": k[1], "source": k[2], "arch": k[3], "vendor": vendor} for k, vendor in rows]
+    for start in range(0, len(values), 200):
+        session.execute(statement, values[start:start + 200])
+
+
 def ingest_software(ctx: IngestContext, rows: list[Row]) -> None:
     """Replace the host's software list; new (name, version, source, arch) rows join ``software``."""
     if not ctx.enable_software_inventory:
@@ -252,12 +273,17 @@ def ingest_software(ctx: IngestContext, rows: list[Row]) -> None:
             ids[(name, version, source, arch)] = sid
     missing = [key for key in keys if key not in ids]
     if missing:
-        new_rows = [Software(name=k[0], version=k[1], source=k[2], arch=k[3], vendor=found[k][0]) for k in missing]
-        session.add_all(new_rows)
-        session.flush()
-        for key, software in zip(missing, new_rows):
-            ids[key] = software.id
-    wanted = {ids[key]: found[key][1] for key in keys}
+        _insert_software(session, [(key, found[key][0]) for key in missing])
+        for chunk in _chunks(missing):
+            # A locking read sees rows other hosts' transactions committed since this one began
+            # (MySQL's REPEATABLE READ snapshot would not).
+            statement = select(Software.id, Software.name, Software.version, Software.source, Software.arch).where(
+                tuple_(Software.name, Software.version, Software.source, Software.arch).in_(chunk)
+            ).with_for_update(read=True)
+            for sid, name, version, source, arch in session.execute(statement):
+                ids[(name, version, source, arch)] = sid
+    # A key the database compares equal to another (MySQL collations ignore case) has no id of its own.
+    wanted = {ids[key]: found[key][1] for key in keys if key in ids}
     current = dict(session.execute(
         select(HostSoftware.software_id, HostSoftware.installed_path).where(HostSoftware.host_id == ctx.host.id)
     ).all())
