@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from hostql import OSQUERY_VERSION
+
 SERVER_TESTS = str(Path(__file__).resolve().parent.parent / "server")
 if SERVER_TESTS not in sys.path:  # dbservers.py: throwaway PostgreSQL, MariaDB and Redis
     sys.path.insert(0, SERVER_TESTS)
@@ -260,7 +262,7 @@ class System:
     apis: list[Api] = field(default_factory=list)
 
     def start_server(self, name: str, *, db: str = "", redis: str = "", dev: bool = True,
-                     data_dir: Path | None = None, tls: tuple[Path, Path] | None = None,
+                     data_dir: Path | None = None, tls: tuple[Path, Path] | None = None, ca: Path | None = None,
                      extra: tuple[str, ...] = ()) -> Server:
         """``hostql server`` on a free loopback port; ``--dev`` makes the CA, certificate, admin
         and enroll secret in ``data_dir`` (also with ``--db``: it migrates the external database)."""
@@ -279,7 +281,7 @@ class System:
         if tls is not None:
             args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         process = Process(name, args, self.directory, env={"HOSTQL_LOG_LEVEL": "info"})
-        ca = data_dir / "ca.pem"
+        ca = ca or data_dir / "ca.pem"
         server = Server(process, port, data_dir, ca, result_log)
         self.servers.append(server)
         process.start()
@@ -445,3 +447,130 @@ def result_log_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- the scenario
+
+ROLES = {"agent-0": "web", "agent-1": "web", "agent-2": "db"}
+
+
+def check_vitals(api: Api, ids: dict[str, int]) -> None:
+    def filled() -> bool:
+        return all(vitals_filled(api.get(f"/api/v1/fleet/hosts/{host_id}")["host"]) for host_id in ids.values())
+
+    wait_until(filled, "host vitals (hostname, platform, os_version, osquery_version, memory, primary_ip)")
+    for host_id in ids.values():
+        host = api.get(f"/api/v1/fleet/hosts/{host_id}")["host"]
+        assert host["osquery_version"] == OSQUERY_VERSION, host
+        assert host["status"] == "online", host
+        assert (host["distributed_interval"], host["config_tls_refresh"], host["logger_tls_period"]) == (1, 2, 1), host
+    listed = api.hosts()
+    assert sorted(h["id"] for h in listed) == sorted(ids.values()), listed
+
+
+def check_campaign(api: Api, ids: dict[str, int]) -> None:
+    campaign, messages = websocket_campaign(api, MY_ROLE, sorted(ids.values()))
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "totals" and messages[0]["data"]["count"] == 3, messages
+    results = [m["data"] for m in messages if m["type"] == "result"]
+    assert len(results) == 3, messages
+    assert all(r["distributed_query_execution_id"] == campaign["id"] for r in results), results
+    assert role_by_host(results) == {ids[name]: role for name, role in ROLES.items()}
+    final = messages[-1]["data"]
+    assert final["status"] == "finished" and final["expected_results"] == 3 and final["actual_results"] == 3, final
+    assert final["count_of_hosts_with_results"] == 3, final
+
+
+def check_sync_run(api: Api, ids: dict[str, int], query_id: int, roles: dict[str, str]) -> None:
+    body = api.post(f"/api/v1/fleet/queries/{query_id}/run", {"host_ids": sorted(ids.values())})
+    assert body["query_id"] == query_id
+    assert body["targeted_host_count"] == len(ids) and body["responded_host_count"] == len(ids), body
+    got = {r["host_id"]: [row["role"] for row in r["rows"]] for r in body["results"] if not r["error"]}
+    assert got == {ids[name]: [roles[name]] for name in ids}, body
+
+
+def check_policy(api: Api, ids: dict[str, int], policy_id: int) -> None:
+    def counted() -> dict[str, Any] | None:
+        policy: dict[str, Any] = api.get(f"/api/v1/fleet/global/policies/{policy_id}")["policy"]
+        return policy if policy["passing_host_count"] + policy["failing_host_count"] == 3 else None
+
+    policy = wait_until(counted, "the policy's results from all three hosts")
+    assert (policy["passing_host_count"], policy["failing_host_count"]) == (2, 1), policy
+    for name, host_id in ids.items():
+        host = api.get(f"/api/v1/fleet/hosts/{host_id}")["host"]
+        responses = {p["id"]: p["response"] for p in host["policies"]}
+        assert responses[policy_id] == ("pass" if ROLES[name] == "web" else "fail"), (name, host["policies"])
+        assert host["issues"]["failing_policies_count"] == (0 if ROLES[name] == "web" else 1), host["issues"]
+
+
+def check_label(api: Api, ids: dict[str, int], label_id: int) -> None:
+    web = sorted(ids[name] for name, role in ROLES.items() if role == "web")
+
+    def members() -> list[int]:
+        return sorted(h["id"] for h in api.get(f"/api/v1/fleet/labels/{label_id}/hosts")["hosts"])
+
+    wait_until(lambda: members() == web, f"label membership {web}")
+    assert api.get(f"/api/v1/fleet/labels/{label_id}")["label"]["count"] == 2
+    for name, host_id in ids.items():
+        labels = {label["id"] for label in api.get(f"/api/v1/fleet/hosts/{host_id}")["host"]["labels"]}
+        assert (label_id in labels) == (ROLES[name] == "web"), (name, labels)
+
+
+def check_report_and_log(api: Api, servers: list[Server], ids: dict[str, int], query_id: int) -> None:
+    def reported() -> dict[int, list[dict[str, Any]]] | None:
+        report = api.get(f"/api/v1/fleet/queries/{query_id}/report")
+        by_host: dict[int, list[dict[str, Any]]] = {}
+        for row in report["results"]:
+            by_host.setdefault(row["host_id"], []).append(row["columns"])
+        return by_host if set(by_host) == set(ids.values()) else None
+
+    by_host = wait_until(reported, "query report rows from all three hosts")
+    for rows in by_host.values():
+        assert len(rows) == 1, rows  # a snapshot replaces the host's rows
+        assert rows[0]["version"] == OSQUERY_VERSION and int(rows[0]["pid"]) > 0, rows
+    assert len({rows[0]["pid"] for rows in by_host.values()}) == 3, by_host  # three different agents
+
+    def logged() -> set[str]:
+        seen = set()
+        for server in servers:
+            for line in result_log_lines(server.result_log):
+                if line.get("name", "").endswith("agent identity") and line.get("snapshot"):
+                    seen.add(line["hostIdentifier"])
+        return seen if seen == set(ids) else set()
+
+    wait_until(logged, "result log lines of the scheduled query from all three agents")
+
+
+def check_reenroll(api: Api, ids: dict[str, int], name: str, policy_id: int, role_query: int) -> dict[str, int]:
+    """Delete ``name``'s host; its agent enrolls again as a new host which keeps working."""
+    old = ids[name]
+    api.delete(f"/api/v1/fleet/hosts/{old}")
+    api.get(f"/api/v1/fleet/hosts/{old}", expect=404)
+
+    def new_id() -> int:
+        host_id = int(api.host_by_identifier(name)["id"])
+        return host_id if host_id != old else 0
+
+    fresh = wait_until(new_id, f"{name} to enroll again after its host was deleted")
+    ids = {**ids, name: fresh}
+    wait_until(lambda: vitals_filled(api.get(f"/api/v1/fleet/hosts/{fresh}")["host"]), "the new host's vitals")
+    listed = sorted(h["id"] for h in api.hosts())
+    assert listed == sorted(ids.values()), listed  # no duplicate, the old row stays gone
+
+    def policy_answer() -> str:
+        host = api.get(f"/api/v1/fleet/hosts/{fresh}")["host"]
+        return str({p["id"]: p["response"] for p in host["policies"]}.get(policy_id, ""))
+
+    assert wait_until(policy_answer, "the re-enrolled host's policy result") == "fail"
+    check_sync_run(api, ids, role_query, ROLES)
+    return ids
+
+
+def assert_clean_stop(server: Server) -> None:
+    code = server.process.stop()
+    stderr = server.process.stderr()
+    assert code == 0, stderr[-4000:]
+    assert server.process.stop_seconds < 15, f"server took {server.process.stop_seconds:.1f} s to stop"
+    assert "still busy" not in stderr, stderr[-4000:]
+    assert "graceful shutdown exceeded" not in stderr, stderr[-4000:]
+    assert "Traceback" not in stderr, stderr[-6000:]

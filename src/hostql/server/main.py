@@ -161,6 +161,7 @@ def serve(settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
+            http=_http_protocol(),
             server_header=False,
             proxy_headers=not settings.tls,
         )
@@ -177,6 +178,27 @@ def serve(settings: Settings) -> int:
         database.dispose()
     _exit_if_stuck()
     return 0
+
+
+def _http_protocol() -> type[Any]:
+    """Uvicorn's HTTP protocol, except that shutdown drops idle keep-alive connections at once.
+
+    Uvicorn closes an idle connection gracefully, which over TLS means sending close_notify
+    and waiting for the peer's; a client idle in its connection pool (an agent between
+    check-ins, a UI, an API script) never answers, so every SIGTERM waited the whole
+    ``timeout_graceful_shutdown`` and logged "timeout graceful shutdown exceeded".  An idle
+    connection has nothing in flight: aborting it loses nothing, and clients reconnect.
+    Connections busy with a request still finish it first."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class Protocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.abort()
+            else:
+                super().shutdown()
+
+    return Protocol
 
 
 def _exit_if_stuck(grace: float = 5.0) -> None:

@@ -11,7 +11,10 @@ Two things are shared between server instances while a live query runs:
 * **results** (:class:`PubSub`): a host's answer is published on channel
   ``results_<campaign_id>`` by whichever instance receives the agent's
   ``distributed/write`` and read by the instance holding the user's WebSocket
-  or waiting REST request.
+  or waiting REST request.  An answer that arrives before anyone listens (the
+  UI opens its WebSocket only after creating the campaign) is **retained**
+  (:meth:`PubSub.retain`) and handed to the channel's next subscriber, so the
+  user does not wait a whole distributed interval for the host to be asked again.
 
 Target methods are synchronous (the osquery API calls them from sync code, and
 one Redis round trip on loopback is cheaper than a thread hop); publish and
@@ -28,6 +31,10 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 RESULTS_CHANNEL = "results_{}"
+RETAINED_KEY = "livequery:retained:{{{}}}"  # Redis list of results published before anyone listened
+RETAIN_SECONDS = 300
+RETAIN_MAX = 100_000  # messages kept per channel at most
+REDRAIN_SECONDS = 1.0  # a Redis subscriber re-reads the retained list this often (answers racing its subscribe)
 ACTIVE_KEY = "livequery:active"
 TARGETS_KEY = "livequery:{{{}}}"  # braces: Redis Cluster hash tag, SQL and bits share a slot
 SQL_KEY = "sql:livequery:{{{}}}"
@@ -80,7 +87,15 @@ class PubSub(Protocol):
         ...
 
     async def subscribe(self, channel: str) -> Subscription:
-        """Listen on ``channel``; messages published after this returns are delivered."""
+        """Listen on ``channel``; messages published after this returns are delivered, and retained ones first."""
+        ...
+
+    async def retain(self, channel: str, message: dict[str, Any]) -> None:
+        """Keep ``message`` (published when nobody listened) for the channel's next subscriber."""
+        ...
+
+    def drop_retained(self, channel: str) -> None:
+        """Forget what was retained for ``channel`` (its campaign ended)."""
         ...
 
     async def close(self) -> None: ...
@@ -148,22 +163,47 @@ class MemoryPubSub:
         self.targets: TargetStore = MemoryTargetStore()
         self._lock = threading.Lock()
         self._subs: dict[str, set[_MemorySubscription]] = {}
+        self._retained: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
-    async def publish(self, channel: str, message: dict[str, Any]) -> int:
-        with self._lock:
-            subs = list(self._subs.get(channel, ()))
+    @staticmethod
+    def _deliver(subs: Iterable[_MemorySubscription], message: dict[str, Any]) -> None:
         here = asyncio.get_running_loop()
         for sub in subs:
             if sub.loop is here:
                 sub.queue.put_nowait(message)
             else:  # a listener on another event loop (another thread)
                 sub.loop.call_soon_threadsafe(sub.queue.put_nowait, message)
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> int:
+        with self._lock:
+            subs = list(self._subs.get(channel, ()))
+        self._deliver(subs, message)
         return len(subs)
+
+    async def retain(self, channel: str, message: dict[str, Any]) -> None:
+        moment = time.monotonic()
+        with self._lock:
+            subs = list(self._subs.get(channel, ()))
+            if not subs:  # still nobody: keep it (a subscriber arriving meanwhile is served below)
+                for name in [n for n, (at, _) in self._retained.items() if moment - at > RETAIN_SECONDS]:
+                    del self._retained[name]
+                _, kept = self._retained.setdefault(channel, (moment, []))
+                if len(kept) < RETAIN_MAX:
+                    kept.append(message)
+                return
+        self._deliver(subs, message)
+
+    def drop_retained(self, channel: str) -> None:
+        with self._lock:
+            self._retained.pop(channel, None)
 
     async def subscribe(self, channel: str) -> Subscription:
         sub = _MemorySubscription(self, channel)
         with self._lock:
             self._subs.setdefault(channel, set()).add(sub)
+            _, retained = self._retained.pop(channel, (0.0, []))
+        for message in retained:
+            sub.queue.put_nowait(message)
         return sub
 
     def _unregister(self, sub: _MemorySubscription) -> None:
@@ -258,11 +298,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def _take_retained(client: Any, channel: str) -> list[dict[str, Any]]:
+    """Read and delete the retained results of ``channel`` in one transaction."""
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(RETAINED_KEY.format(channel), 0, -1)
+    pipe.delete(RETAINED_KEY.format(channel))
+    raw, _ = await pipe.execute()
+    return [json.loads(item) for item in raw or []]
+
+
 class _RedisSubscription:
-    def __init__(self, pubsub: Any) -> None:
+    def __init__(self, pubsub: Any, client: Any, channel: str, retained: list[dict[str, Any]]) -> None:
         self._pubsub = pubsub  # redis.asyncio.client.PubSub
+        self._client = client
+        self._channel = channel
+        self._backlog = list(retained)
+        self._drained_at = time.monotonic()
 
     async def get(self, timeout: float) -> dict[str, Any] | None:
+        if time.monotonic() - self._drained_at >= REDRAIN_SECONDS:
+            # An answer whose publish found no subscriber just before we subscribed is retained after it.
+            self._drained_at = time.monotonic()
+            self._backlog.extend(await _take_retained(self._client, self._channel))
+        if self._backlog:
+            return self._backlog.pop(0)
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             remaining = deadline - time.monotonic()
@@ -309,7 +368,8 @@ class RedisPubSub:
         return receivers
 
     async def subscribe(self, channel: str) -> Subscription:
-        pubsub = self._client().pubsub()
+        client = self._client()
+        pubsub = client.pubsub()
         await pubsub.subscribe(channel)
         # Wait for Redis to confirm, so nothing published after we return is missed.
         deadline = time.monotonic() + 5.0
@@ -320,7 +380,18 @@ class RedisPubSub:
         else:
             await pubsub.aclose()
             raise ConnectionError(f"redis did not confirm the subscription to {channel}")
-        return _RedisSubscription(pubsub)
+        return _RedisSubscription(pubsub, client, channel, await _take_retained(client, channel))
+
+    async def retain(self, channel: str, message: dict[str, Any]) -> None:
+        key = RETAINED_KEY.format(channel)
+        pipe = self._client().pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(message, default=str))
+        pipe.ltrim(key, 0, RETAIN_MAX - 1)
+        pipe.expire(key, RETAIN_SECONDS)
+        await pipe.execute()
+
+    def drop_retained(self, channel: str) -> None:
+        self._sync.delete(RETAINED_KEY.format(channel))
 
     def ping(self) -> bool:
         return bool(self._sync.ping())

@@ -7,10 +7,14 @@ Settings are read with ``getattr(state.settings, name, default)``.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from hostql.server.logdest import RESULT, router_for
@@ -24,6 +28,45 @@ from hostql.server.state import ServerState
 from hostql.server.storage.models import AppConfig, Host, utcnow
 
 NODE_INVALID = {"error": "invalid node key", "node_invalid": True}
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock_detected and serialization_failure.
+RETRYABLE_MYSQL = (1213, 1205)
+RETRYABLE_POSTGRES = ("40P01", "40001")
+ATTEMPTS = 4
+
+
+def _retryable(exc: OperationalError) -> bool:
+    orig = exc.orig
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()) or ())
+    return (bool(args) and args[0] in RETRYABLE_MYSQL) or getattr(orig, "sqlstate", None) in RETRYABLE_POSTGRES
+
+
+def _host_exists(state: ServerState, host_id: int) -> bool:
+    with state.database.session() as session:
+        return session.get(Host, host_id) is not None
+
+
+def host_transaction(state: ServerState, host_id: int, work: Callable[[], T]) -> T | None:
+    """Run ``work`` (one whole transaction about one host) and cope with what concurrent
+    agents and API users cause: a deadlock (InnoDB picks a victim when several hosts' writes
+    take row locks on shared rows, e.g. FK checks on ``queries``) is retried; an integrity
+    error because the host was deleted meanwhile gives None (answered ``node_invalid``, so
+    the agent enrolls again) instead of a 500."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return work()
+        except IntegrityError:
+            if not _host_exists(state, host_id):
+                return None
+            raise
+        except OperationalError as exc:
+            if attempt == ATTEMPTS - 1 or not _retryable(exc):
+                raise
+            log.info("host %s: transaction retried after %s", host_id, exc.orig)
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def now_for(state: ServerState) -> datetime:
@@ -76,6 +119,10 @@ def _features(session: Any) -> dict[str, bool]:
 
 def host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
     """The config document, or None when the host is gone."""
+    return host_transaction(state, host.id, lambda: _host_config(state, host))
+
+
+def _host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
     with state.database.session() as session:
         current = session.get(Host, host.id)
         if current is None:
@@ -87,6 +134,11 @@ def host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
 
 
 def host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str, Any]:
+    answer = host_transaction(state, host.id, lambda: _host_log(state, host, body))
+    return dict(NODE_INVALID) if answer is None else answer
+
+
+def _host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str, Any]:
     log_type = body.get("log_type")
     data = body.get("data")
     if log_type not in ("result", "status"):
@@ -131,7 +183,8 @@ def _write_sync(state: ServerState, host: Host, body: dict[str, Any],
 
 
 async def distributed_write(state: ServerState, host: Host, body: dict[str, Any], public_ip: str) -> dict[str, Any]:
-    outcome = await run_in_threadpool(_write_sync, state, host, body, public_ip)
+    outcome = await run_in_threadpool(host_transaction, state, host.id,
+                                      lambda: _write_sync(state, host, body, public_ip))
     if outcome is None:
         return dict(NODE_INVALID)
     current, campaigns = outcome

@@ -17,14 +17,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from hostql.server.errors import BadRequest, Forbidden, NotFound
-from hostql.server.pubsub import MemoryTargetStore, TargetStore
+from hostql.server.pubsub import MemoryTargetStore, TargetStore, results_channel
 from hostql.server.services import authz, host_status
 from hostql.server.services.activities import record_activity
 from hostql.server.services.listing import iso, now
@@ -152,9 +152,12 @@ def metrics(state: ServerState, session: OrmSession, host_ids: Iterable[int]) ->
     if not ids:
         return result
     moment = now(state)
+    # Only the columns the status rules read: the WebSocket recomputes this every few seconds.
+    columns = (Host.id, Host.seen_time, Host.created_at, Host.distributed_interval, Host.config_tls_refresh)
     for chunk_start in range(0, len(ids), 500):
         chunk = ids[chunk_start:chunk_start + 500]
-        for host in session.scalars(select(Host).where(Host.id.in_(chunk))):
+        for row in session.execute(select(*columns).where(Host.id.in_(chunk))):
+            host = cast(Host, row)  # has every attribute host_status reads
             result.total += 1
             status = host_status.host_status(host, moment, _seen_time(state, host))
             if status == "online":
@@ -279,6 +282,9 @@ def target_store(state: ServerState) -> TargetStore:
 def stop(state: ServerState, campaign_id: int) -> None:
     """Complete the campaign: no agent will be asked to run it any more."""
     target_store(state).remove(campaign_id)
+    drop = getattr(state.pubsub, "drop_retained", None)
+    if callable(drop):
+        drop(results_channel(campaign_id))
     set_status(state, campaign_id, STATUS_COMPLETED)
 
 

@@ -7,6 +7,9 @@ server answers ``totals``, ``status`` and one ``result`` per host answer, or
 ``error``.  ``status`` is re-sent only when it changed, at most every
 ``status_interval`` seconds, except that reaching ``finished`` is sent at once.
 Closing the socket completes the campaign.
+
+Every database call runs in the thread pool, never on the event loop: one
+blocked loop would stall every agent check-in and every other WebSocket.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Any
 
 import anyio
 from sqlalchemy.orm import Session as OrmSession
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hostql.server.pubsub import results_channel
-from hostql.server.services import authz, campaigns
+from hostql.server.services import authz, campaigns, live_targets
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Campaign, Host, Query, User
 
@@ -127,9 +131,9 @@ async def serve_websocket(state: ServerState, websocket: WebSocket, *, status_in
         getattr(state.settings, "live_query_status_interval", DEFAULT_STATUS_INTERVAL))
     try:
         auth = await _expect(websocket, "auth")
-        user = _user_for_token(state, str(auth.get("token") or ""))
+        user = await run_in_threadpool(_user_for_token, state, str(auth.get("token") or ""))
         selected = await _expect(websocket, "select_campaign")
-        campaign = _campaign_for(state, user, selected.get("campaign_id"))
+        campaign = await run_in_threadpool(_campaign_for, state, user, selected.get("campaign_id"))
     except StreamError as exc:
         await _send_error(websocket, str(exc))
         return
@@ -141,7 +145,8 @@ async def serve_websocket(state: ServerState, websocket: WebSocket, *, status_in
         log.exception("live query campaign %s: streaming results failed", campaign.id)
         await _send_error(websocket, f"streaming results failed: {exc}")
     finally:
-        campaigns.stop(state, campaign.id)
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(campaigns.stop, state, campaign.id)
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
@@ -167,8 +172,8 @@ async def _stream(state: ServerState, websocket: WebSocket, user: User, campaign
 
     watcher = asyncio.create_task(watch_client())
     try:
-        campaigns.set_status(state, campaign_id, campaigns.STATUS_RUNNING)
-        totals = _totals(state, user, campaign_id)
+        await run_in_threadpool(campaigns.set_status, state, campaign_id, campaigns.STATUS_RUNNING)
+        totals = await run_in_threadpool(_totals, state, user, campaign_id)
         progress = Progress(expected=totals.online)
         await websocket.send_json({"type": "totals", "data": totals.totals_message()})
         last_status = progress.message()
@@ -178,13 +183,14 @@ async def _stream(state: ServerState, websocket: WebSocket, user: User, campaign
         while not closed.is_set():
             message = await subscription.get(timeout=min(POLL, max(next_tick - time.monotonic(), 0.0)))
             if message is not None:
+                message = live_targets.take_result(state, campaign_id, message)
                 host_id = int((message.get("host") or {}).get("id", 0))
                 if progress.add(host_id, message.get("rows") or []):
                     await websocket.send_json({"type": "result", "data": with_host_columns(message)})
             moment = time.monotonic()
             if moment >= next_tick:  # periodic refresh: online hosts come and go
                 next_tick = moment + interval
-                fresh = _totals(state, user, campaign_id)
+                fresh = await run_in_threadpool(_totals, state, user, campaign_id)
                 if fresh.totals_message() != totals.totals_message():
                     totals = fresh
                     await websocket.send_json({"type": "totals", "data": totals.totals_message()})
@@ -223,7 +229,7 @@ async def collect(state: ServerState, campaign_id: int, sql: str, host_ids: Iter
     answers: dict[int, HostAnswer] = {}
     try:
         campaigns.target_store(state).add(campaign_id, sql, host_ids)
-        campaigns.set_status(state, campaign_id, campaigns.STATUS_RUNNING)
+        await run_in_threadpool(campaigns.set_status, state, campaign_id, campaigns.STATUS_RUNNING)
         deadline = time.monotonic() + period
         while not wait_for <= answers.keys():
             remaining = deadline - time.monotonic()
@@ -232,12 +238,13 @@ async def collect(state: ServerState, campaign_id: int, sql: str, host_ids: Iter
             message = await subscription.get(timeout=remaining)
             if message is None:
                 continue
+            message = live_targets.take_result(state, campaign_id, message)
             host_id = int((message.get("host") or {}).get("id", 0))
             answers.setdefault(host_id, HostAnswer(list(message.get("rows") or []), message.get("error")))
     finally:
         with anyio.CancelScope(shield=True):
             await subscription.close()
-        campaigns.stop(state, campaign_id)
+            await run_in_threadpool(campaigns.stop, state, campaign_id)
     return answers
 
 
@@ -256,10 +263,13 @@ async def run_on_hosts(state: ServerState, session: OrmSession, user: User, quer
     ends.  Targets that did not answer are listed with an error saying why
     (``host is offline``, or no answer in time).
     """
-    campaigns.check_can_run(session, user, query, query.query)
-    campaign, targeted, metrics = campaigns.create_campaign(
-        state, session, user, query, campaigns.Selection(hosts=host_ids))
-    session.commit()  # agents (maybe at another instance) must see the campaign; release the write lock
+    def start() -> tuple[Campaign, list[int], campaigns.Metrics]:
+        campaigns.check_can_run(session, user, query, query.query)
+        started = campaigns.create_campaign(state, session, user, query, campaigns.Selection(hosts=host_ids))
+        session.commit()  # agents (maybe at another instance) must see the campaign; release the write lock
+        return started
+
+    campaign, targeted, metrics = await run_in_threadpool(start)
     period = rest_period(state)
     answers = await collect(state, campaign.id, query.query, targeted, metrics.online_ids, period)
     results: list[dict[str, Any]] = []
@@ -277,14 +287,22 @@ async def run_on_hosts(state: ServerState, session: OrmSession, user: User, quer
 
 async def run_on_host(state: ServerState, session: OrmSession, user: User, host: Host, sql: str) -> dict[str, Any]:
     """``POST /hosts/{id}/query``: ad-hoc SQL on one host; offline hosts are answered at once."""
-    campaigns.check_can_run(session, user, None, sql)
     response: dict[str, Any] = {"host_id": host.id, "query": sql, "status": "online", "error": None, "rows": []}
-    if not campaigns.is_online(state, host):
+
+    def start() -> tuple[Campaign, list[int]] | None:
+        campaigns.check_can_run(session, user, None, sql)
+        if not campaigns.is_online(state, host):
+            return None
+        query = campaigns.adhoc_query(session, user, sql)
+        campaign, targeted, _ = campaigns.create_campaign(
+            state, session, user, query, campaigns.Selection(hosts=[host.id]))
+        session.commit()
+        return campaign, targeted
+
+    started = await run_in_threadpool(start)
+    if started is None:
         return dict(response, status="offline", error=OFFLINE)
-    query = campaigns.adhoc_query(session, user, sql)
-    campaign, targeted, _ = campaigns.create_campaign(
-        state, session, user, query, campaigns.Selection(hosts=[host.id]))
-    session.commit()
+    campaign, targeted = started
     period = rest_period(state)
     answers = await collect(state, campaign.id, sql, targeted, set(targeted), period)
     answer = answers.get(host.id)
