@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hostql.server.services import agent_api, checkin
@@ -118,11 +118,20 @@ async def log(request: Request) -> JSONResponse:
     return _answer(await run_in_threadpool(agent_api.host_log, _state(request), host, body))
 
 
-async def distributed_read(request: Request) -> JSONResponse:
+EMPTY_READ = json.dumps({"queries": {}, "discovery": {}}, separators=(",", ":")).encode()
+
+
+async def distributed_read(request: Request) -> Response:
     body = await _json(request)
     if body is None:
         return _answer(dict(BAD_JSON))
-    host = await _host(request, body)
+    quick, host = agent_api.quick_read(_state(request), _node_key(request, body))
+    if quick is not None:  # nothing due: answered from memory on the event loop
+        if not quick["queries"] and len(quick) == 2:
+            return Response(EMPTY_READ, media_type="application/json")
+        return _answer(quick)
+    if host is None:
+        host = await _host(request, body)
     if host is None:
         return _answer(dict(agent_api.NODE_INVALID))
     return _answer(await run_in_threadpool(agent_api.distributed_read, _state(request), host))

@@ -20,27 +20,26 @@ from starlette.concurrency import run_in_threadpool
 from hostql.server.logdest import RESULT, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
-from hostql.server.services.distributed import Intervals, apply_write, live_result_line, read_queries
+from hostql.server.services.distributed import (
+    Intervals,
+    apply_write,
+    live_only_answer,
+    live_result_line,
+    nothing_due,
+    read_queries,
+)
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
 from hostql.server.services.logs import handle_log
 from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
+from hostql.server.storage.db import is_transient
 from hostql.server.storage.models import AppConfig, Host, utcnow
 
 NODE_INVALID = {"error": "invalid node key", "node_invalid": True}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock_detected and serialization_failure.
-RETRYABLE_MYSQL = (1213, 1205)
-RETRYABLE_POSTGRES = ("40P01", "40001")
 ATTEMPTS = 4
-
-
-def _retryable(exc: OperationalError) -> bool:
-    orig = exc.orig
-    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()) or ())
-    return (bool(args) and args[0] in RETRYABLE_MYSQL) or getattr(orig, "sqlstate", None) in RETRYABLE_POSTGRES
 
 
 def _host_exists(state: ServerState, host_id: int) -> bool:
@@ -62,7 +61,7 @@ def host_transaction(state: ServerState, host_id: int, work: Callable[[], T]) ->
                 return None
             raise
         except OperationalError as exc:
-            if attempt == ATTEMPTS - 1 or not _retryable(exc):
+            if attempt == ATTEMPTS - 1 or not is_transient(exc):
                 raise
             log.info("host %s: transaction retried after %s", host_id, exc.orig)
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
@@ -153,6 +152,25 @@ def _host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str,
                    retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state),
                    now=now_for(state))
     return {}
+
+
+def quick_read(state: ServerState, node_key: str) -> tuple[dict[str, Any] | None, Host | None]:
+    """A ``distributed/read`` answered from memory alone (cached host, nothing due) and the cached host.
+
+    The answer is None when the database is needed; the host is None when it is not
+    cached (look it up with :func:`authenticate`).  Nothing due is the common case (an
+    agent polls every few seconds; vitals, labels and policies are due about hourly), so
+    this runs on the event loop: no thread hop, no SQL.
+    """
+    helper = checkin.checkin_for(state)
+    host = helper.cache.get(node_key) if node_key else None
+    if host is None:
+        return None, None
+    now = now_for(state)
+    helper.mark_seen(host, now)
+    if not nothing_due(state, host, now, Intervals.from_settings(state.settings)):
+        return None, host
+    return live_only_answer(state, host), host
 
 
 def distributed_read(state: ServerState, host: Host) -> dict[str, Any]:

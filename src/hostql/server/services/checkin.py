@@ -181,7 +181,8 @@ class Checkin:
                              .values(seen_time=bindparam("seen")))
                 with self.state.database.session() as session:
                     session.connection().execute(
-                        statement, [{"host_id": host_id, "seen": when} for host_id, when in pending.items()])
+                        # In host id order: concurrent writers then lock hosts rows in one order.
+                        statement, [{"host_id": host_id, "seen": when} for host_id, when in sorted(pending.items())])
             except Exception:
                 self.seen.restore(pending)
                 raise
@@ -197,10 +198,16 @@ class Checkin:
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
-            except Exception:  # keep the flusher alive; the times are retried next round
+            except Exception as exc:  # keep the flusher alive; the times are retried next round
                 import logging
 
-                logging.getLogger(__name__).exception("flushing host seen times failed")
+                from hostql.server.storage.db import is_transient
+
+                if is_transient(exc):  # a deadlock victim (MySQL): nothing is lost, no traceback needed
+                    logging.getLogger(__name__).info("flushing host seen times: %s; retried next round",
+                                                     getattr(exc, "orig", exc))
+                else:
+                    logging.getLogger(__name__).exception("flushing host seen times failed")
 
     def stop(self) -> None:
         self._stop.set()

@@ -22,13 +22,16 @@ Write routing is by the name prefixes of fleet-reference §2.5.
 
 from __future__ import annotations
 
+import itertools
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from hostql.server.services import live_targets
 from hostql.server.services.detail_queries import BY_NAME, IngestContext, platform_family, queries_for
@@ -99,6 +102,78 @@ def platform_matches(spec: str, host_platform: str) -> bool:
     return bool(wanted & {host_platform.lower(), platform_family(host_platform)})
 
 
+# ----------------------------------------------------------------- label and policy sets, cached
+
+SETS_TTL = 1.0  # seconds; changes made through the ORM in this process invalidate at once
+_generation = itertools.count()
+_current_generation = [next(_generation)]
+
+
+@dataclass(frozen=True)
+class QuerySets:
+    """Every dynamic label and every policy, as (id, sql, platform[, team id]) tuples."""
+
+    loaded_at: float
+    generation: int
+    labels: tuple[tuple[int, str, str], ...]
+    policies: tuple[tuple[int, str, str, int | None], ...]
+
+    def labels_for(self, host: Host) -> dict[str, str]:
+        return {f"{LABEL}{label_id}": sql for label_id, sql, platform in self.labels
+                if platform_matches(platform, host.platform)}
+
+    def policies_for(self, host: Host) -> dict[str, str]:
+        return {f"{POLICY}{policy_id}": sql for policy_id, sql, platform, team_id in self.policies
+                if (team_id is None or team_id == host.team_id) and platform_matches(platform, host.platform)}
+
+
+def _sets_changed() -> None:
+    _current_generation[0] = next(_generation)
+
+
+@event.listens_for(Session, "after_flush")
+def _watch_flush(session: Session, context: Any) -> None:
+    if any(isinstance(obj, (Label, Policy)) for obj in itertools.chain(session.new, session.dirty, session.deleted)):
+        _sets_changed()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _watch_bulk(orm_state: ORMExecuteState) -> None:
+    if orm_state.is_update or orm_state.is_delete:
+        mapper = orm_state.bind_mapper
+        if mapper is None or mapper.class_ in (Label, Policy):
+            _sets_changed()
+
+
+_SETS_LOCK = threading.Lock()
+
+
+def cached_sets(state: ServerState) -> QuerySets | None:
+    """The cached sets when still fresh (younger than :data:`SETS_TTL`, nothing changed since), else None."""
+    sets = state.extras.get("read_query_sets")
+    if (isinstance(sets, QuerySets) and sets.generation == _current_generation[0]
+            and time.monotonic() - sets.loaded_at < SETS_TTL):
+        return sets
+    return None
+
+
+def query_sets(state: ServerState, session: Session) -> QuerySets:
+    """The label and policy sets, from the cache or loaded with ``session``."""
+    sets = cached_sets(state)
+    if sets is not None:
+        return sets
+    generation, loaded_at = _current_generation[0], time.monotonic()
+    labels = tuple((label_id, sql, platform or "") for label_id, sql, platform in session.execute(
+        select(Label.id, Label.query, Label.platform)
+        .where(Label.label_membership_type == "dynamic", Label.query != "").order_by(Label.id)))
+    policies = tuple((policy_id, sql, platform or "", team_id) for policy_id, sql, platform, team_id in session.execute(
+        select(Policy.id, Policy.query, Policy.platform, Policy.team_id).order_by(Policy.id)))
+    sets = QuerySets(loaded_at, generation, labels, policies)
+    with _SETS_LOCK:
+        state.extras["read_query_sets"] = sets
+    return sets
+
+
 def additional_queries(session: Session) -> dict[str, str]:
     row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
     features = (row.json_value or {}).get("features") if row is not None else None
@@ -106,6 +181,40 @@ def additional_queries(session: Session) -> dict[str, str]:
     if not isinstance(extra, dict):
         return {}
     return {str(name): sql for name, sql in extra.items() if isinstance(sql, str) and sql.strip()}
+
+
+def nothing_due(state: ServerState, host: Host, now: datetime, intervals: Intervals) -> bool:
+    """True when no detail, label or policy query is due for ``host``: a read then needs no database.
+
+    Labels or policies that are due but of which none applies to the host count as
+    nothing due when the cached sets are fresh (their ``updated_at`` only moves when
+    the host answers some)."""
+    if host.refetch_requested or is_due(host.detail_updated_at, intervals.detail, host.id,
+                                        intervals.jitter_percent, now):
+        return False
+    label_due = is_due(host.label_updated_at, intervals.label, host.id, intervals.jitter_percent, now)
+    policy_due = is_due(host.policy_updated_at, intervals.policy, host.id, intervals.jitter_percent, now)
+    if not (label_due or policy_due):
+        return True
+    sets = cached_sets(state)
+    if sets is None:
+        return False
+    return not ((label_due and sets.labels_for(host)) or (policy_due and sets.policies_for(host)))
+
+
+def live_only_answer(state: ServerState, host: Host) -> dict[str, Any]:
+    """The read answer when :func:`nothing_due`: live queries (from the target store) only."""
+    try:
+        queries = live_targets.pending_for_host(state, None, host)
+    except Exception:
+        import logging
+
+        logging.getLogger(__name__).exception("live query targets for host %s", host.id)
+        queries = {}
+    answer: dict[str, Any] = {"queries": queries, "discovery": dict.fromkeys(queries, "SELECT 1")}
+    if not host.hostname or not host.platform:
+        answer["accelerate"] = ACCELERATE
+    return answer
 
 
 def read_queries(state: ServerState, session: Session, host: Host, now: datetime,
@@ -122,17 +231,10 @@ def read_queries(state: ServerState, session: Session, host: Host, now: datetime
             queries[ADDITIONAL + name] = sql
     if host.refetch_requested or is_due(host.label_updated_at, intervals.label, host.id,
                                         intervals.jitter_percent, now):
-        labels = session.scalars(select(Label).where(Label.label_membership_type == "dynamic", Label.query != ""))
-        for label in labels:
-            if platform_matches(label.platform, host.platform):
-                queries[f"{LABEL}{label.id}"] = label.query
+        queries.update(query_sets(state, session).labels_for(host))
     if host.refetch_requested or is_due(host.policy_updated_at, intervals.policy, host.id,
                                         intervals.jitter_percent, now):
-        scope = Policy.team_id.is_(None) if host.team_id is None else or_(Policy.team_id.is_(None),
-                                                                           Policy.team_id == host.team_id)
-        for policy in session.scalars(select(Policy).where(scope)):
-            if platform_matches(policy.platform, host.platform):
-                queries[f"{POLICY}{policy.id}"] = policy.query
+        queries.update(query_sets(state, session).policies_for(host))
     try:
         queries.update(live_targets.pending_for_host(state, session, host))
     except Exception:  # live queries must not stop vitals, labels and policies

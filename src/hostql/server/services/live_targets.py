@@ -36,7 +36,7 @@ RETAINED = "_retained"  # marks a retained result: its reader clears the host's 
 log = logging.getLogger(__name__)
 
 
-def pending_for_host(state: ServerState, session: OrmSession, host: Host) -> dict[str, str]:
+def pending_for_host(state: ServerState, session: OrmSession | None, host: Host) -> dict[str, str]:
     """``{"fleet_distributed_query_<campaign id>": sql}`` for every live query ``host`` must run."""
     try:
         pending = campaigns.target_store(state).pending(host.id)

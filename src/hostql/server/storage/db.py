@@ -35,6 +35,18 @@ SQLITE_WRITE_LOCK_WAIT = 120.0
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
 
 
+# MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock_detected and serialization_failure.
+TRANSIENT_MYSQL = (1213, 1205)
+TRANSIENT_POSTGRES = ("40P01", "40001")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database error that a retry of the whole transaction cures (a deadlock victim)."""
+    orig = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()) or ())
+    return (bool(args) and args[0] in TRANSIENT_MYSQL) or getattr(orig, "sqlstate", None) in TRANSIENT_POSTGRES
+
+
 def _is_write(statement: str) -> bool:
     return statement.lstrip()[:6].upper() in _WRITES
 

@@ -1,0 +1,57 @@
+"""The empty ``distributed/read`` is answered from memory: no SQL at all, even with labels due."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from osquery_agent_helpers import add_secret, answer_all, configure, enroll, real_host_details
+from sqlalchemy import event
+
+from hostql.server.state import ServerState
+from hostql.server.storage.db import Database
+from hostql.server.storage.models import Label
+
+
+@pytest.fixture(autouse=True)
+def _settings(state: ServerState, tmp_path: Path) -> None:
+    configure(state, tmp_path)
+
+
+def _read(client: TestClient, key: str) -> dict[str, Any]:
+    reply = client.post("/api/osquery/distributed/read", json={"node_key": key})
+    assert reply.status_code == 200, reply.text
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def test_idle_reads_run_no_sql_and_new_labels_still_go_out(client: TestClient, database: Database) -> None:
+    add_secret(database, "s")
+    with database.session() as session:  # a label for another platform: never sent to this host
+        session.add(Label(name="windows only", query="SELECT 1", platform="windows"))
+    key = enroll(client, "s", "fast", real_host_details())
+    queries = _read(client, key)["queries"]
+    client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(queries)})
+    # Labels stay "due" (the host answered none), but none applies: after one read loads the
+    # label and policy sets, reads need no database at all.
+    assert _read(client, key)["queries"] == {}
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert _read(client, key) == {"queries": {}, "discovery": {}}
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    assert statements == []
+    with database.session() as session:  # a change made through the ORM reaches the next read at once
+        label = Label(name="everywhere", query="SELECT 2", platform="")
+        session.add(label)
+        session.flush()
+        label_id = label.id
+    assert _read(client, key)["queries"] == {f"fleet_label_query_{label_id}": "SELECT 2"}
