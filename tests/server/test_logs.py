@@ -225,3 +225,81 @@ def test_retention_prunes_old_report_rows(client: TestClient, database: Database
     assert _report(database, qid) == []
     with database.session() as session:
         assert session.scalars(select(Host)).first() is not None
+
+
+def test_filesystem_destination_writes_the_agents_lines(client: TestClient, key: str, tmp_path: Path) -> None:
+    # osquery writes compact UTF-8 JSON; the result file gets each line exactly as sent.
+    agent_lines = ['{"name":"pack/legacy/x","hostIdentifier":"h\u00e9","unixTime":1700000000,'
+                   '"columns":{"z":"1","a":"\u65e5\u672c"},"action":"added","numerics":false,"f":1.5}',
+                   '{"name":"pack/legacy/x","action":"removed","columns":{}}']
+    body = '{"node_key":"' + key + '","log_type":"result","data":[' + ",".join(agent_lines) + "]}"
+    reply = client.post("/api/osquery/log", content=body.encode(), headers={"content-type": "application/json"})
+    assert reply.status_code == 200 and reply.json() == {}
+    assert (tmp_path / "logs" / "result.log").read_text(encoding="utf-8").splitlines() == agent_lines
+
+
+def test_filesystem_destination_makes_its_directory_again(tmp_path: Path) -> None:
+    destination = FilesystemDestination(tmp_path / "d" / "r.log", max_bytes=0)
+    destination.write("result", [{"a": 1}])
+    (tmp_path / "d" / "r.log").unlink()
+    (tmp_path / "d").rmdir()
+    destination.write_encoded("result", [b'{"b":2}'])
+    assert (tmp_path / "d" / "r.log").read_bytes() == b'{"b":2}\n'
+
+
+def test_one_request_is_applied_as_its_lines_in_order(client: TestClient, database: Database, key: str) -> None:
+    qid = _query(database, "batched", logging_type="differential")
+    event = {"name": "pack/Global/batched", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}
+    _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "1"}},
+                                 {**event, "action": "added", "columns": {"pid": "2"}}])
+    # A removal matches the oldest equal row: stored rows first, then rows added earlier in the request.
+    _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "1"}},
+                                 {**event, "action": "removed", "columns": {"pid": "1"}},
+                                 {**event, "action": "added", "columns": {"pid": "3"}},
+                                 {**event, "action": "removed", "columns": {"pid": "3"}},
+                                 {**event, "action": "removed", "columns": {"pid": "9"}}])
+    assert _report(database, qid) == [{"pid": "2"}, {"pid": "1"}]
+    # A snapshot in the middle replaces everything before it; later lines apply on top of it.
+    _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "4"}},
+                                 _snapshot("pack/Global/batched", [{"pid": "5"}, {"pid": "6"}]),
+                                 {**event, "action": "removed", "columns": {"pid": "5"}},
+                                 {**event, "action": "added", "columns": {"pid": "7"}}])
+    assert _report(database, qid) == [{"pid": "6"}, {"pid": "7"}]
+    # An empty snapshot leaves no rows.
+    _log(client, key, "result", [_snapshot("pack/Global/batched", [])])
+    assert _report(database, qid) == []
+
+
+def test_a_request_writes_each_report_with_one_delete_and_one_insert(client: TestClient, database: Database,
+                                                                      key: str) -> None:
+    from sqlalchemy import event as sa_event
+
+    qid = _query(database, "bulk")
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    lines = [_snapshot("pack/Global/bulk", [{"n": str(i)} for i in range(300)]) for _ in range(3)]
+    _log(client, key, "result", lines[:1])  # the first request also prunes old rows (once an hour)
+    sa_event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        _log(client, key, "result", lines)
+    finally:
+        sa_event.remove(database.engine, "before_cursor_execute", count)
+    assert statements.count("DELETE") == 1 and statements.count("INSERT") == 1, statements
+    assert _report(database, qid) == [{"n": str(i)} for i in range(300)]
+
+
+def test_query_lookups_are_cached_but_see_changes(client: TestClient, database: Database, key: str) -> None:
+    line = _snapshot("pack/Global/later", [{"x": "1"}])
+    _log(client, key, "result", [line])  # no such query yet: remembered as "none"
+    qid = _query(database, "later")  # created through the ORM: the cache forgets at once
+    _log(client, key, "result", [line])
+    assert _report(database, qid) == [{"x": "1"}]
+    with database.session() as session:
+        query = session.get(Query, qid)
+        assert query is not None
+        query.discard_data = True
+    _log(client, key, "result", [_snapshot("pack/Global/later", [{"x": "2"}])])
+    assert _report(database, qid) == [{"x": "1"}]

@@ -55,3 +55,32 @@ def test_idle_reads_run_no_sql_and_new_labels_still_go_out(client: TestClient, d
         session.flush()
         label_id = label.id
     assert _read(client, key)["queries"] == {f"fleet_label_query_{label_id}": "SELECT 2"}
+
+
+def test_fast_read_path_answers_before_routing_and_passes_on_the_rest(client: TestClient, database: Database) -> None:
+    import gzip
+    import json as json_
+
+    from hostql.server import fast_read
+
+    add_secret(database, "s")
+    key = enroll(client, "s", "fastpath", real_host_details())
+    queries = _read(client, key)["queries"]  # detail queries due: answered by the full path
+    assert queries
+    client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(queries)})
+    for prefix in ("/api/osquery", "/api/v1/osquery"):
+        reply = client.post(f"{prefix}/distributed/read", json={"node_key": key})
+        assert reply.status_code == 200 and reply.content == fast_read.EMPTY_READ
+        assert reply.headers["content-type"] == "application/json"
+        by_header = client.post(f"{prefix}/distributed/read", content=b"{}",
+                                headers={"Authorization": f"NodeKey {key}"})
+        assert by_header.json() == {"queries": {}, "discovery": {}}
+    # gzip bodies, unknown keys and bodies that are not JSON objects take the full path, as before
+    packed = gzip.compress(json_.dumps({"node_key": key}).encode())
+    zipped = client.post("/api/osquery/distributed/read", content=packed,
+                         headers={"content-encoding": "gzip", "content-type": "application/json"})
+    assert zipped.json() == {"queries": {}, "discovery": {}}
+    unknown = client.post("/api/osquery/distributed/read", json={"node_key": "nope"})
+    assert unknown.status_code == 401 and unknown.json()["node_invalid"] is True
+    assert client.post("/api/osquery/distributed/read", content=b"[1]").status_code == 400
+    assert client.post("/api/osquery/distributed/read", content=b"{bad").status_code == 400

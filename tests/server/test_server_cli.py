@@ -201,3 +201,14 @@ def test_listen_address_in_use(tmp_path: Path) -> None:
         result = run_server(["--dev", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}"], tmp_path)
     assert result.returncode == 1
     assert f"setting listen (from --listen): cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_uvicorn_runs_on_uvloop_and_httptools_keeping_the_idle_shutdown() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from hostql.server import main as server_main
+
+    assert server_main._event_loop() == "uvloop"
+    protocol = server_main._http_protocol()
+    assert issubclass(protocol, HttpToolsProtocol)
+    assert protocol.shutdown is not HttpToolsProtocol.shutdown  # idle keep-alive connections are aborted

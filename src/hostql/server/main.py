@@ -162,6 +162,7 @@ def serve(settings: Settings) -> int:
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
             http=_http_protocol(),
+            loop=_event_loop(),
             server_header=False,
             proxy_headers=not settings.tls,
         )
@@ -188,10 +189,16 @@ def _http_protocol() -> type[Any]:
     check-ins, a UI, an API script) never answers, so every SIGTERM waited the whole
     ``timeout_graceful_shutdown`` and logged "timeout graceful shutdown exceeded".  An idle
     connection has nothing in flight: aborting it loses nothing, and clients reconnect.
-    Connections busy with a request still finish it first."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    Connections busy with a request still finish it first.
 
-    class Protocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    Built on httptools' parser (C) when it is installed, else h11 (pure Python)."""
+    base: type[Any]
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs httptools
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class Protocol(base):  # type: ignore[misc,valid-type]
         def shutdown(self) -> None:
             if self.cycle is None or self.cycle.response_complete:
                 self.transport.abort()
@@ -199,6 +206,15 @@ def _http_protocol() -> type[Any]:
                 super().shutdown()
 
     return Protocol
+
+
+def _event_loop() -> str:
+    """uvloop (libuv, C) when installed: less CPU per request than asyncio's default loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs uvloop
+        return "asyncio"
+    return "uvloop"
 
 
 def _exit_if_stuck(grace: float = 5.0) -> None:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from hostql.server import fastjson
 from hostql.server.services import agent_api, checkin
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Host
@@ -55,18 +56,22 @@ def _answer(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=400 if "error" in body else 200)
 
 
-async def _json(request: Request) -> dict[str, Any] | None:
-    raw = await request.body()
-    if "gzip" in request.headers.get("content-encoding", "").lower():
+def _parse(raw: bytes, content_encoding: str) -> dict[str, Any] | None:
+    """The JSON object of a request body (gzip allowed), or None."""
+    if "gzip" in content_encoding.lower():
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error):
             return None
     try:
-        body = json.loads(raw or b"{}")
+        body = fastjson.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) else None
+
+
+async def _json(request: Request) -> dict[str, Any] | None:
+    return _parse(await request.body(), request.headers.get("content-encoding", ""))
 
 
 def _node_key(request: Request, body: dict[str, Any]) -> str:
@@ -108,14 +113,27 @@ async def config(request: Request) -> JSONResponse:
     return _answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
 
 
-async def log(request: Request) -> JSONResponse:
-    body = await _json(request)
+def _log_sync(state: ServerState, raw: bytes, content_encoding: str, authorization: str) -> dict[str, Any]:
+    """All of ``/log`` but reading the body: parsing a large body, finding the host and the
+    database work happen in one worker thread, off the event loop."""
+    body = _parse(raw, content_encoding)
     if body is None:
-        return _answer(dict(BAD_JSON))
-    host = await _host(request, body)
+        return dict(BAD_JSON)
+    key = body.get("node_key")
+    if not (isinstance(key, str) and key):
+        scheme, _, value = authorization.partition(" ")
+        key = value.strip() if scheme.lower() == "nodekey" else ""
+    host = agent_api.authenticate(state, key)
     if host is None:
-        return _answer(dict(agent_api.NODE_INVALID))
-    return _answer(await run_in_threadpool(agent_api.host_log, _state(request), host, body))
+        return dict(agent_api.NODE_INVALID)
+    return agent_api.host_log(state, host, body)
+
+
+async def log(request: Request) -> JSONResponse:
+    raw = await request.body()
+    headers = request.headers
+    return _answer(await run_in_threadpool(_log_sync, _state(request), raw, headers.get("content-encoding", ""),
+                                           headers.get("authorization", "")))
 
 
 EMPTY_READ = json.dumps({"queries": {}, "discovery": {}}, separators=(",", ":")).encode()

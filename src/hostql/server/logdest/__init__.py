@@ -13,6 +13,12 @@ Settings (read with ``getattr(state.settings, name, default)``):
     ``none`` sends nowhere.
 Factories get the settings object and the kind and read their own options
 (see :mod:`hostql.server.logdest.filesystem`).
+
+A destination that writes JSON text may also define
+``write_encoded(kind, encoded)`` (:class:`EncodedDestination`): ``encoded`` is
+each line as compact UTF-8 JSON (no newline), made once per request by the
+router and shared by every such destination, so a line is serialised once
+however many destinations there are.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
+
+from hostql.server import fastjson
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,13 @@ class LogDestination(Protocol):
     """One sink for log lines."""
 
     def write(self, kind: str, lines: list[dict[str, Any]]) -> None: ...
+
+
+@runtime_checkable
+class EncodedDestination(Protocol):
+    """A destination that takes the lines already encoded (see the module docs)."""
+
+    def write_encoded(self, kind: str, encoded: list[bytes]) -> None: ...
 
 
 class ClosableDestination(LogDestination, Protocol):
@@ -101,9 +116,15 @@ class LogRouter:
     def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
         if not lines:
             return
+        encoded: list[bytes] | None = None
         for destination in self.destinations.get(kind, []):
             try:
-                destination.write(kind, lines)
+                if isinstance(destination, EncodedDestination):
+                    if encoded is None:
+                        encoded = [fastjson.dumps(line) for line in lines]
+                    destination.write_encoded(kind, encoded)
+                else:
+                    destination.write(kind, lines)
             except Exception:  # a broken sink must not fail the agent's request
                 log.exception("%s log destination %s failed", kind, type(destination).__name__)
 
@@ -128,5 +149,5 @@ def router_for(state: Any) -> LogRouter:
     return existing
 
 
-__all__ = ["KINDS", "REGISTRY", "RESULT", "STATUS", "LogDestination", "LogDestinationError", "LogRouter",
-           "build", "names_for", "register", "router_for"]
+__all__ = ["KINDS", "REGISTRY", "RESULT", "STATUS", "EncodedDestination", "LogDestination", "LogDestinationError",
+           "LogRouter", "build", "names_for", "register", "router_for"]

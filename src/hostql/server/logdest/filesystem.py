@@ -12,11 +12,12 @@ Settings (``getattr(settings, name, default)``), named after Fleet's:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
+
+from hostql.server import fastjson
 
 DEFAULT_FILES = {"result": "/tmp/osquery_result", "status": "/tmp/osquery_status"}
 
@@ -30,12 +31,20 @@ class FilesystemDestination:
         self.max_bytes = max_bytes
         self.max_backups = max_backups
         self._lock = threading.Lock()
+        self._dir_made = False
 
     def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(line, separators=(",", ":"), default=str) + "\n" for line in lines)
-        encoded = data.encode("utf-8")
+        self.write_encoded(kind, [fastjson.dumps(line) for line in lines])
+
+    def write_encoded(self, kind: str, lines: list[bytes]) -> None:
+        """Append ``lines`` (each one JSON document without its newline)."""
+        if not lines:
+            return
+        encoded = b"\n".join(lines) + b"\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._dir_made:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._dir_made = True
             if self.max_bytes > 0:
                 try:
                     size = self.path.stat().st_size
@@ -43,8 +52,15 @@ class FilesystemDestination:
                     size = 0
                 if size > 0 and size + len(encoded) > self.max_bytes:
                     self._rotate()
-            with open(self.path, "ab") as handle:
-                handle.write(encoded)
+            try:
+                self._append(encoded)
+            except FileNotFoundError:  # the directory went away since: make it again
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._append(encoded)
+
+    def _append(self, data: bytes) -> None:
+        with open(self.path, "ab") as handle:
+            handle.write(data)
 
     def _rotate(self) -> None:
         if self.max_backups <= 0:

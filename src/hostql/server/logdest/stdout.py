@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from typing import Any, TextIO
+
+from hostql.server import fastjson
 
 
 class StdoutDestination:
@@ -14,8 +15,11 @@ class StdoutDestination:
         self._lock = threading.Lock()
 
     def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        self.write_encoded(kind, [fastjson.dumps(line) for line in lines])
+
+    def write_encoded(self, kind: str, lines: list[bytes]) -> None:
         stream = self._stream if self._stream is not None else sys.stdout
-        text = "".join(json.dumps(line, separators=(",", ":"), default=str) + "\n" for line in lines)
+        text = "".join(line.decode("utf-8") + "\n" for line in lines)
         with self._lock:
             stream.write(text)
             stream.flush()

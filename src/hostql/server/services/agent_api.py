@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -29,7 +30,7 @@ from hostql.server.services.distributed import (
     read_queries,
 )
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
-from hostql.server.services.logs import handle_log
+from hostql.server.services.logs import HostRef, handle_log, lookups_for
 from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
 from hostql.server.storage.db import is_transient
@@ -145,12 +146,15 @@ def _host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str,
     if not isinstance(data, list):
         return {"error": "data must be a list of log lines"}
     with state.database.session() as session:
-        current = session.get(Host, host.id) if log_type == "result" else host
+        current: HostRef | None = HostRef(host.id, host.team_id)
+        if log_type == "result":  # the current team (and whether the host still exists), not the cached one
+            team = session.execute(select(Host.team_id).where(Host.id == host.id)).first()
+            current = None if team is None else HostRef(host.id, team[0])
         if current is None:
             return dict(NODE_INVALID)
         handle_log(session, router_for(state), current, str(log_type), data,
                    retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state),
-                   now=now_for(state))
+                   now=now_for(state), lookups=lookups_for(state))
     return {}
 
 

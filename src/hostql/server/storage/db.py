@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from hostql.server import fastjson
 from hostql.server.storage.models import Base
 
 
@@ -141,6 +142,8 @@ class Database:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
+        # JSON columns are written with the fast encoder (compact UTF-8; read by any JSON parser).
+        kwargs.setdefault("json_serializer", fastjson.dumps_str)
         self.engine: Engine = create_engine(parsed, **kwargs)
         self.write_lock: threading.Lock | None = None
         if parsed.get_backend_name() == "sqlite":
