@@ -205,6 +205,9 @@ def test_agent_log_endpoint_accepts_larger_bodies_than_the_rest_api() -> None:
     limits = BodyLimits()
     assert limits.for_path("/api/v1/fleet/queries") == 1024 * 1024
     assert limits.for_path("/api/osquery/log") > limits.for_path("/api/osquery/config") > limits.default
+    # The agent API answers under both prefixes, with the same limits.
+    assert limits.for_path("/api/v1/osquery/log") == limits.for_path("/api/osquery/log")
+    assert limits.for_path("/api/v1/osquery/config") == limits.for_path("/api/osquery/config")
 
     class Settings:
         max_request_body_bytes = 4096

@@ -232,3 +232,12 @@ def test_global_agent_options_from_app_config(client: TestClient, database: Data
         session.add(AppConfig(json_value={"agent_options": {"config": {"options": {"logger_tls_period": 33}}}}))
     key = enroll(client, "s", "g")
     assert client.post("/api/osquery/config", json={"node_key": key}).json() == {"options": {"logger_tls_period": 33}}
+
+
+def test_malformed_json_gets_an_osquery_style_answer_on_both_prefixes(client: TestClient) -> None:
+    for prefix in ("/api/osquery", "/api/v1/osquery"):
+        reply = client.post(f"{prefix}/distributed/read", content=b"{not json",
+                            headers={"content-type": "application/json"})
+        # osquery reads a top-level "error" as a failed request; the same answer under both prefixes.
+        assert reply.status_code == 400
+        assert reply.json() == {"error": "request body is not a JSON object"}

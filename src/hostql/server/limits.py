@@ -25,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MIB = 1024 * 1024
 REST_PREFIXES = ("/api/v1/", "/api/latest/")
+# The agent API is served under both prefixes, as Fleet serves it.
+OSQUERY_PREFIXES = ("/api/osquery/", "/api/v1/osquery/")
+OSQUERY_LOG_PATHS = ("/api/osquery/log", "/api/v1/osquery/log")
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,9 @@ class BodyLimits:
     osquery_log: int = 64 * MIB
 
     def for_path(self, path: str) -> int:
-        if path.startswith("/api/osquery/log"):
+        if path.startswith(OSQUERY_LOG_PATHS):
             return self.osquery_log
-        if path.startswith("/api/osquery/"):
+        if path.startswith(OSQUERY_PREFIXES):
             return self.osquery
         return self.default
 
@@ -108,7 +111,9 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = b"".join(chunks)
-        if body.strip() and path.startswith(REST_PREFIXES) and _is_json(_header(scope, b"content-type")) \
+        # Agent bodies are parsed (and answered in osquery's terms) by the osquery API itself.
+        if body.strip() and path.startswith(REST_PREFIXES) and not path.startswith(OSQUERY_PREFIXES) \
+                and _is_json(_header(scope, b"content-type")) \
                 and not _header(scope, b"content-encoding"):
             try:
                 json.loads(body)
