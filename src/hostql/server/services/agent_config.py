@@ -38,28 +38,11 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from hostql.server.services.appconfig import DEFAULT_AGENT_OPTIONS
 from hostql.server.services.packs import packs_for_host
 from hostql.server.storage.models import AppConfig, Host, Query, Team
 
 GLOBAL_PACK = "Global"
-DEFAULT_AGENT_OPTIONS: dict[str, Any] = {
-    "config": {
-        "options": {
-            "logger_plugin": "tls",
-            "pack_delimiter": "/",
-            "logger_tls_period": 10,
-            "distributed_plugin": "tls",
-            "disable_distributed": False,
-            "logger_tls_endpoint": "/api/osquery/log",
-            "distributed_interval": 10,
-            "distributed_tls_max_attempts": 3,
-        },
-        "decorators": {
-            "load": ["SELECT uuid AS host_uuid FROM system_info;", "SELECT hostname AS hostname FROM system_info;"],
-        },
-    },
-    "overrides": {},
-}
 LOGGING_FLAGS = {
     "snapshot": (True, False),
     "differential": (False, True),
