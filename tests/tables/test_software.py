@@ -74,13 +74,13 @@ def test_deb_package_files_constraint_reads_only_that_list(monkeypatch: pytest.M
     if not HAS_DPKG:
         pytest.fail("dpkg is installed on this host image; the test expects it")
     opened: list[str] = []
-    real_read = dpkg._read_text
+    real_read = dpkg.read_text
 
     def spy(path: str) -> str | None:
         opened.append(path)
         return real_read(path)
 
-    monkeypatch.setattr(dpkg, "_read_text", spy)
+    monkeypatch.setattr(dpkg, "read_text", spy)
     spec = get_spec("deb_package_files")
     ctx = QueryContext.for_table(spec)
     ctx.add("package", Op.EQUALS, "bash")

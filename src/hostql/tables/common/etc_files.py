@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import read_text
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,6 @@ def etc_paths(kind: str, root: str = "/", windows: bool | None = None) -> list[s
         base = os.path.join(system_root, "System32", "drivers", "etc")
         return [os.path.join(base, name) for name in _WINDOWS_NAMES.get(kind, (kind,))]
     return [os.path.join(root, "etc", kind)]
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 # --- hosts -------------------------------------------------------------------
@@ -279,7 +271,7 @@ def _views(ctx: QueryContext) -> Iterator[tuple[str, int]]:
 
 def _read_all(kind: str, root: str, windows: bool | None) -> Iterator[str]:
     for path in etc_paths(kind, root, windows):
-        text = _read_text(path)
+        text = read_text(path)
         if text is not None:
             yield text
 
@@ -312,7 +304,7 @@ def gen_etc_protocols(ctx: QueryContext) -> Iterator[tuple[str, int, str | None,
 
 def read_resolvers(root: str = "/", hostname: str | None = None) -> ResolverConfig | None:
     """The resolver configuration under ``root``, or None without a resolv.conf."""
-    text = _read_text(os.path.join(root, "etc", "resolv.conf"))
+    text = read_text(os.path.join(root, "etc", "resolv.conf"))
     return None if text is None else parse_resolv_conf(text, hostname)
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from hostql.sql.context import Op, QueryContext
+from hostql.tables.common.rootfs import under_root
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,6 @@ def _platform() -> str:
     if sys.platform.startswith("linux"):
         return "linux"
     return "darwin" if sys.platform == "darwin" else "windows"
-
-
-def _join(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
 
 
 def parse_metadata(text: str) -> dict[str, str]:
@@ -127,11 +124,11 @@ def python_sites(root: str = "/", uids: Iterable[int] | None = None) -> list[tup
     plat = _platform()
     sites: list[tuple[str, int | None]] = []
     for pattern in PYTHON_SYSTEM_PATTERNS.get(plat, ()):
-        for path in sorted(glob.glob(_join(root, pattern))):
+        for path in sorted(glob.glob(under_root(root, pattern))):
             sites.append((path, None))
     for uid, home in _homes(uids):
         for pattern in PYTHON_HOME_PATTERNS.get(plat, ()):
-            for path in sorted(glob.glob(os.path.join(_join(root, home), pattern))):
+            for path in sorted(glob.glob(os.path.join(under_root(root, home), pattern))):
                 sites.append((path, uid))
     return [(p, u) for p, u in sites if os.path.isdir(p)]
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import read_text
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,6 @@ def parse_stanzas(text: str) -> Iterator[Stanza]:
         yield fields
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
-
-
 def _pkg_key(stanza: Stanza) -> tuple[str, str]:
     return stanza.get("Package", ""), stanza.get("Architecture", "")
 
@@ -63,7 +55,7 @@ def read_status(admindir: str) -> list[Stanza] | None:
 
     None when ``admindir`` is not a readable dpkg database (no status file).
     """
-    text = _read_text(os.path.join(admindir, "status"))
+    text = read_text(os.path.join(admindir, "status"))
     if text is None:
         return None
     packages: dict[tuple[str, str], Stanza] = {}
@@ -77,7 +69,7 @@ def read_status(admindir: str) -> list[Stanza] | None:
     except OSError:
         journal = []
     for name in journal:
-        extra = _read_text(os.path.join(updates, name)) or ""
+        extra = read_text(os.path.join(updates, name)) or ""
         for stanza in parse_stanzas(extra):
             if "Package" in stanza:
                 packages[_pkg_key(stanza)] = stanza
@@ -165,7 +157,7 @@ def package_files(admindir: str, packages: Iterable[str] | None = None) -> Itera
         list_path = _list_file(info_dir, name, st.get("Architecture", ""))
         if list_path is None:
             continue
-        text = _read_text(list_path)
+        text = read_text(list_path)
         for line in (text or "").splitlines():
             if line:
                 yield name, line

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import under_root
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ def _mount_point(fs_type: str, root: str) -> str | None:
         if len(fields) > 2 and fields[2] == fs_type:
             return fields[1]
     return None
-
-
-def _under(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
 
 
 # --- filesystem signatures (what libblkid reports as UUID/TYPE/LABEL) ------------
@@ -255,7 +252,7 @@ def _probe_device(device: BlockDevice, root: str) -> None:
     props = _uevent(device.sys_path)
     found = _udev_signature(root, f"{props.get('MAJOR', '')}:{props.get('MINOR', '')}")
     if found is None and device.size:
-        data = _read_device_start(_under(root, device.name))
+        data = _read_device_start(under_root(root, device.name))
         found = probe_signature(data) if data else None
     if found is not None:
         device.uuid, device.type, device.label = found
@@ -330,7 +327,7 @@ def encryption_rows(root: str = "/", names: Iterable[str] | None = None, probe: 
             cipher = None
             backing = devices.get(device.parent or "")
             if backing is not None and scheme.startswith("LUKS"):
-                header = _read_device_start(_under(root, backing.name), 0x8000)
+                header = _read_device_start(under_root(root, backing.name), 0x8000)
                 cipher = _luks_cipher(header) if header else None
             types[device.name] = f"{scheme}-{cipher}" if cipher else scheme
             return True, types[device.name]
@@ -594,7 +591,7 @@ def selinuxfs_path(root: str = "/") -> str | None:
     """The selinuxfs mount under ``root``, None when SELinux is not active."""
     mount = _mount_point("selinuxfs", root)
     if mount is not None:
-        return _under(root, mount)
+        return under_root(root, mount)
     fallback = os.path.join(root, "sys", "fs", "selinux")
     return fallback if os.path.isfile(os.path.join(fallback, "enforce")) else None
 
@@ -643,7 +640,7 @@ def gen_selinux_settings(ctx: QueryContext) -> Iterator[tuple[str, str, str]]:
 
 def _apparmor_dir(root: str) -> str:
     mount = _mount_point("securityfs", root) or "/sys/kernel/security"
-    return os.path.join(_under(root, mount), "apparmor")
+    return os.path.join(under_root(root, mount), "apparmor")
 
 
 def _profile_dirs(directory: str) -> Iterator[str]:

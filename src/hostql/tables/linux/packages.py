@@ -11,22 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import read_text, under_root
 from hostql.tables.linux.dpkg import parse_stanzas
 
 log = logging.getLogger(__name__)
-
-
-def _join(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 # --------------------------------------------------------------------------
@@ -87,7 +75,7 @@ def rpm_package_rows(root: str = "/") -> Iterator[tuple[object, ...]]:
     import sqlite3
 
     for rel in RPMDB_PATHS:
-        path = _join(root, rel)
+        path = under_root(root, rel)
         if os.path.isfile(path):
             break
     else:
@@ -179,8 +167,8 @@ def parse_deb822_sources(text: str, source: str) -> Iterator[AptEntry]:
 
 
 def apt_source_files(root: str = "/") -> list[str]:
-    files = [_join(root, "/etc/apt/sources.list")]
-    listing = _join(root, "/etc/apt/sources.list.d")
+    files = [under_root(root, "/etc/apt/sources.list")]
+    listing = under_root(root, "/etc/apt/sources.list.d")
     files += sorted(glob.glob(os.path.join(glob.escape(listing), "*.list")))
     files += sorted(glob.glob(os.path.join(glob.escape(listing), "*.sources")))
     return [f for f in files if os.path.isfile(f)]
@@ -199,10 +187,10 @@ def release_cache_name(uri: str, suite: str) -> str:
 
 def read_release(root: str, uri: str, suite: str) -> dict[str, str]:
     """Header fields of the cached (In)Release file, empty when APT has none."""
-    lists = _join(root, "/var/lib/apt/lists")
+    lists = under_root(root, "/var/lib/apt/lists")
     prefix = os.path.join(glob.escape(lists), glob.escape(release_cache_name(uri, suite)))
     for path in sorted(glob.glob(prefix + "_*Release")):
-        text = _read_text(path)
+        text = read_text(path)
         if text is None:
             continue
         fields: dict[str, str] = {}
@@ -220,7 +208,7 @@ def read_release(root: str, uri: str, suite: str) -> dict[str, str]:
 
 def apt_source_rows(root: str = "/") -> Iterator[tuple[object, ...]]:
     for path in apt_source_files(root):
-        text = _read_text(path)
+        text = read_text(path)
         if text is None:
             continue
         shown = "/" + os.path.relpath(path, root) if root != "/" else path
@@ -272,11 +260,11 @@ def parse_yum_repo(text: str, source: str) -> Iterator[tuple[object, ...]]:
 
 
 def yum_source_rows(root: str = "/") -> Iterator[tuple[object, ...]]:
-    files = [_join(root, "/etc/yum.conf")]
-    files += sorted(glob.glob(os.path.join(glob.escape(_join(root, "/etc/yum.repos.d")), "*.repo")))
+    files = [under_root(root, "/etc/yum.conf")]
+    files += sorted(glob.glob(os.path.join(glob.escape(under_root(root, "/etc/yum.repos.d")), "*.repo")))
     found = False
     for path in files:
-        text = _read_text(path) if os.path.isfile(path) else None
+        text = read_text(path) if os.path.isfile(path) else None
         if text is None:
             continue
         found = True

@@ -15,12 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import read_text, under_root
 
 log = logging.getLogger(__name__)
-
-
-def _join(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/"))
 
 
 def _shown(root: str, path: str) -> str:
@@ -29,15 +26,6 @@ def _shown(root: str, path: str) -> str:
         return path
     rel = os.path.relpath(path, root)
     return "/" if rel == "." else "/" + rel
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 def _files_in(directory: str) -> list[str]:
@@ -58,7 +46,7 @@ def _files_in(directory: str) -> list[str]:
 
 def home_directories(root: str = "/") -> list[tuple[str, str]]:
     """(username, home) pairs from <root>/etc/passwd whose home exists."""
-    text = _read_text(_join(root, "/etc/passwd")) or ""
+    text = read_text(under_root(root, "/etc/passwd")) or ""
     seen: set[str] = set()
     homes = []
     for line in text.splitlines():
@@ -66,7 +54,7 @@ def home_directories(root: str = "/") -> list[tuple[str, str]]:
         if len(parts) < 7 or not parts[5] or parts[5] in seen:
             continue
         seen.add(parts[5])
-        if os.path.isdir(_join(root, parts[5])):
+        if os.path.isdir(under_root(root, parts[5])):
             homes.append((parts[0], parts[5]))
     return homes
 
@@ -99,15 +87,15 @@ def parse_cron_line(line: str) -> tuple[str | None, ...] | None:
 
 
 def crontab_files(root: str = "/") -> list[str]:
-    files = [_join(root, SYSTEM_CRONTAB)]
+    files = [under_root(root, SYSTEM_CRONTAB)]
     for directory in CRON_DIRS:
-        files += _files_in(_join(root, directory))
+        files += _files_in(under_root(root, directory))
     return files
 
 
 def crontab_rows(root: str = "/") -> Iterator[tuple[object, ...]]:
     for path in crontab_files(root):
-        text = _read_text(path) if os.path.isfile(path) else None
+        text = read_text(path) if os.path.isfile(path) else None
         for line in (text or "").splitlines():
             parsed = parse_cron_line(line)
             if parsed is not None:
@@ -168,7 +156,7 @@ def _walk_files(top: str) -> Iterator[tuple[str, os.stat_result]]:
 
 def suid_rows(root: str = "/") -> Iterator[tuple[object, ...]]:
     for directory in SUID_DIRS:
-        top = _join(root, directory)
+        top = under_root(root, directory)
         if not os.path.isdir(top):
             continue
         for path, st in _walk_files(top):
@@ -253,10 +241,10 @@ def load_unit_file(root: str, path: str, unit_id: str) -> UnitFile:
         real = os.path.realpath(path)
         # Absolute links inside a fake root point at the host; re-anchor them.
         if root not in ("", "/") and not real.startswith(os.path.realpath(root)):
-            real = _join(root, real)
+            real = under_root(root, real)
         path = real
         shown = _shown(root, path)
-    text = _read_text(path)
+    text = read_text(path)
     if text is None:
         return UnitFile(unit_id, shown, "error", alias_of=alias_of)
     if not text.strip():
@@ -279,7 +267,7 @@ def unit_files(root: str = "/") -> dict[str, UnitFile]:
     units: dict[str, UnitFile] = {}
     seen_dirs: set[str] = set()
     for directory in UNIT_DIRS:
-        full = _join(root, directory)
+        full = under_root(root, directory)
         real = os.path.realpath(full)
         if real in seen_dirs or not os.path.isdir(full):
             continue  # /lib is often a symlink to /usr/lib
@@ -301,7 +289,7 @@ def unit_files(root: str = "/") -> dict[str, UnitFile]:
 def enablement_links(root: str = "/") -> dict[str, list[str]]:
     """Unit id -> the *.wants/*.requires symlinks under /etc that enable it."""
     links: dict[str, list[str]] = {}
-    base = _join(root, "/etc/systemd/system")
+    base = under_root(root, "/etc/systemd/system")
     try:
         subdirs = sorted(os.listdir(base))
     except OSError:
@@ -339,7 +327,7 @@ def unit_file_state(unit: UnitFile, enabled: set[str]) -> str:
 
 def systemd_booted(root: str = "/") -> bool:
     """sd_booted(): systemd creates /run/systemd/system when it is PID 1."""
-    return os.path.isdir(_join(root, "/run/systemd/system"))
+    return os.path.isdir(under_root(root, "/run/systemd/system"))
 
 
 def _enabled_ids(links: dict[str, list[str]]) -> set[str]:
@@ -476,14 +464,14 @@ def parse_desktop_entry(text: str) -> tuple[str | None, str | None]:
 
 def _autostart_items(root: str, directory: str, user: str | None) -> Iterator[tuple[object, ...]]:
     source = directory.rstrip("/") + "/"
-    for path in _files_in(_join(root, directory)):
-        name, command = parse_desktop_entry(_read_text(path) or "")
+    for path in _files_in(under_root(root, directory)):
+        name, command = parse_desktop_entry(read_text(path) or "")
         yield name, command, None, STARTUP_ITEM, source, "enabled", user
 
 
 def _autostart_scripts(root: str, directory: str, user: str | None) -> Iterator[tuple[object, ...]]:
     source = directory.rstrip("/") + "/"
-    for path in _files_in(_join(root, directory)):
+    for path in _files_in(under_root(root, directory)):
         yield os.path.basename(path), _shown(root, path), None, STARTUP_ITEM, source, "enabled", user
 
 

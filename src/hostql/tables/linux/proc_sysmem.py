@@ -8,21 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from hostql.sql.context import QueryContext
+from hostql.tables.common.rootfs import read_text
 
 log = logging.getLogger(__name__)
 
 # ipc_perm.mode flags the kernel keeps next to the permission bits.
 SHM_DEST = 0o1000
 SHM_LOCKED = 0o2000
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 def firmware_memmap(root: str = "/") -> list[tuple[str, str, str]]:
@@ -35,7 +27,7 @@ def firmware_memmap(root: str = "/") -> list[tuple[str, str, str]]:
         return []
     regions = []
     for name in names:
-        values = [_read_text(os.path.join(base, name, part)) for part in ("type", "start", "end")]
+        values = [read_text(os.path.join(base, name, part)) for part in ("type", "start", "end")]
         kind, start, end = (v.strip() if v is not None else None for v in values)
         if kind is None or start is None or end is None:
             continue
@@ -77,7 +69,7 @@ def memory_map_rows(root: str = "/") -> list[tuple[str, str, str]]:
         return regions
     # Without the firmware map (some virtual machines, containers) the
     # top level of /proc/iomem describes the same physical layout.
-    text = _read_text(os.path.join(root, "proc", "iomem"))
+    text = read_text(os.path.join(root, "proc", "iomem"))
     return iomem_top_level(text) if text else []
 
 
@@ -118,7 +110,7 @@ def parse_sysvipc_shm(text: str) -> Iterator[tuple[Any, ...]]:
 
 
 def shared_memory_rows(root: str = "/") -> Iterator[tuple[Any, ...]]:
-    text = _read_text(os.path.join(root, "proc", "sysvipc", "shm"))
+    text = read_text(os.path.join(root, "proc", "sysvipc", "shm"))
     if text is None:
         return iter(())
     return parse_sysvipc_shm(text)
