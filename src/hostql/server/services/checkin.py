@@ -44,6 +44,9 @@ class HostCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._by_key: dict[str, tuple[float, Host]] = {}
+        # Bumped by every invalidation: a lookup that began before one must not
+        # put what it read (possibly a host deleted meanwhile) back in the cache.
+        self.generation = 0
         self.hits = 0
         self.misses = 0
         _CACHES.add(self)
@@ -57,23 +60,29 @@ class HostCache:
             self.hits += 1
             return entry[1]
 
-    def put(self, node_key: str, host: Host) -> None:
+    def put(self, node_key: str, host: Host, generation: int | None = None) -> None:
+        """Cache ``host``; ``generation`` is :attr:`generation` read before the lookup."""
         if self.ttl <= 0:
             return
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             self._by_key[node_key] = (self._clock(), host)
 
     def invalidate_host(self, host_id: int) -> None:
         with self._lock:
+            self.generation += 1
             for key in [k for k, (_, h) in self._by_key.items() if h.id == host_id]:
                 del self._by_key[key]
 
     def invalidate_key(self, node_key: str) -> None:
         with self._lock:
+            self.generation += 1
             self._by_key.pop(node_key, None)
 
     def clear(self) -> None:
         with self._lock:
+            self.generation += 1
             self._by_key.clear()
 
 
@@ -154,12 +163,13 @@ class Checkin:
         host = self.cache.get(node_key)
         if host is not None:
             return host
+        generation = self.cache.generation
         with self.state.database.session() as session:
             host = session.scalars(select(Host).where(Host.node_key == node_key)).first()
             if host is None:
                 return None
             session.expunge(host)
-        self.cache.put(node_key, host)
+        self.cache.put(node_key, host, generation)
         return host
 
     def mark_seen(self, host: Host, when: datetime | None = None) -> None:
