@@ -310,7 +310,8 @@ class System:
             "--config_plugin=tls",
             "--config_tls_endpoint=/api/osquery/config",
             "--config_refresh=2",
-            "--logger_plugin=tls",
+            # filesystem too: a failed run leaves the agent's own status log (glog files) behind.
+            "--logger_plugin=tls,filesystem",
             "--logger_tls_endpoint=/api/osquery/log",
             "--logger_tls_period=1",
             "--disable_distributed=false",
