@@ -1,8 +1,17 @@
-"""The node-key cache never brings back a host invalidated during its lookup."""
+"""The node-key cache never brings back a host invalidated during its lookup or before its commit."""
 
 from __future__ import annotations
 
-from hostql.server.services.checkin import HostCache
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select, update
+
+from hostql.server.services.checkin import HostCache, checkin_for
+from hostql.server.state import ServerState
+from hostql.server.storage.db import Database
 from hostql.server.storage.models import Host
 
 
@@ -25,3 +34,60 @@ def test_a_lookup_after_the_last_invalidation_is_cached() -> None:
     cache.put("key-7", _host(7), generation)
     got = cache.get("key-7")
     assert got is not None and got.id == 7
+
+
+def _state_with_host(tmp_path: Path, node_key: str = "key-1") -> ServerState:
+    state = ServerState(Database(f"sqlite:///{tmp_path}/hosts.db"),
+                        settings=SimpleNamespace(host_cache_ttl=600.0, seen_time_flush_interval=0))
+    state.database.create_all()
+    with state.database.session() as session:
+        session.add(Host(osquery_host_id="h1", node_key=node_key, hostname="one"))
+    return state
+
+
+def test_a_lookup_between_a_delete_and_its_commit_is_forgotten_at_the_commit(tmp_path: Path) -> None:
+    state = _state_with_host(tmp_path)
+    helper = checkin_for(state)
+    try:
+        with state.database.session() as session, ThreadPoolExecutor(1) as other_request:
+            session.delete(session.scalars(select(Host)).one())
+            session.flush()
+            # Another request still reads the committed row (WAL snapshot) and caches it ...
+            assert other_request.submit(helper.host_for_key, "key-1").result() is not None
+        # ... which must not keep the deleted host's key working for the cache TTL.
+        assert helper.host_for_key("key-1") is None
+    finally:
+        state.database.dispose()
+
+
+def test_a_rolled_back_delete_leaves_the_host_working(tmp_path: Path) -> None:
+    state = _state_with_host(tmp_path)
+    helper = checkin_for(state)
+    try:
+        with pytest.raises(RuntimeError), state.database.session() as session:
+            session.delete(session.scalars(select(Host)).one())
+            session.flush()
+            raise RuntimeError("the request failed")
+        host = helper.host_for_key("key-1")
+        assert host is not None and host.hostname == "one"
+    finally:
+        state.database.dispose()
+
+
+def test_committed_host_changes_are_announced_to_other_instances(tmp_path: Path) -> None:
+    state = _state_with_host(tmp_path)
+    announced: list[set[int] | None] = []
+    helper = checkin_for(state)
+    helper.cache.announce = announced.append
+    try:
+        with state.database.session() as session:
+            host = session.scalars(select(Host)).one()
+            host.hostname = "renamed"
+            session.flush()
+            assert announced == []  # not before the commit: other instances would re-read the old row
+        assert announced == [{host.id}]
+        with state.database.session() as session:
+            session.execute(update(Host).values(hostname="bulk"))
+        assert announced[-1] is None  # a bulk statement: any host may have changed
+    finally:
+        state.database.dispose()

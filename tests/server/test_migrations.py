@@ -116,3 +116,42 @@ def test_schema_diff_sees_a_missing_column(tmp_path: Path) -> None:
         assert any(entry[0] == "add_column" and entry[3].name == "public_ip" for entry in diff), diff
     finally:
         database.dispose()
+
+
+def test_a_deleted_hosts_id_is_never_given_to_the_next_host(empty_db_url: str) -> None:
+    assert run(["prepare-db", "--db", empty_db_url]) == 0
+    database = Database(empty_db_url)
+    try:
+        def add(name: str) -> int:
+            with database.session() as session:
+                host = Host(osquery_host_id=name, node_key=f"key-{name}", hostname=name)
+                session.add(host)
+                session.flush()
+                return host.id
+
+        first = add("first")
+        with database.session() as session:
+            session.delete(session.get(Host, first))
+        assert add("second") > first  # the agent of a deleted host enrolls again as a new id
+    finally:
+        database.dispose()
+
+
+def _autoincrement_tables(database: Database) -> set[str]:
+    with database.engine.connect() as connection:
+        rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        return {name for name, sql in rows if "AUTOINCREMENT" in sql}
+
+
+def test_migrations_and_models_agree_on_sqlite_autoincrement(tmp_path: Path) -> None:
+    migrated, created = Database(f"sqlite:///{tmp_path}/m.db"), Database(f"sqlite:///{tmp_path}/c.db")
+    try:
+        migrate.upgrade(migrated)
+        Base.metadata.create_all(created.engine)
+        expected = {name for name, table in Base.metadata.tables.items()
+                    if [c.name for c in table.primary_key.columns] == ["id"]}
+        assert "hosts" in expected and "distributed_query_campaigns" in expected
+        assert _autoincrement_tables(migrated) == _autoincrement_tables(created) == expected
+    finally:
+        migrated.dispose()
+        created.dispose()

@@ -6,6 +6,7 @@ The test starts a throwaway ``redis-server`` on a free loopback port (never
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,12 +23,14 @@ from fastapi.testclient import TestClient
 from live_helpers import WS, Agent, add_offline_host, receive, wait_for
 from osquery_agent_helpers import add_secret, agent_settings
 from server_helpers import auth, make_user
+from sqlalchemy import select
 
 from hostql.server.app import create_app
 from hostql.server.pubsub import RedisPubSub, RedisTargetStore
-from hostql.server.services import campaigns
+from hostql.server.services import campaigns, checkin
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
+from hostql.server.storage.models import Host
 
 
 def _free_port() -> int:
@@ -178,3 +182,46 @@ def _run_both(a: TestClient, b: TestClient, state_a: ServerState, state_b: Serve
                                "error": None, "rows": [{"answer": "42"}]}
     assert raw.smembers("livequery:active") == set()
     assert a.get("/api/v1/fleet/status/result_store", headers=auth(token)).status_code == 200
+
+
+def test_a_host_deleted_at_instance_a_stops_working_at_instance_b(tmp_path: Path, redis_url: str) -> None:
+    database_url = f"sqlite:///{tmp_path}/shared.db"
+    setup = Database(database_url)
+    setup.create_all()
+    with setup.session() as session:
+        session.add(Host(osquery_host_id="h1", node_key="key-1", hostname="one"))
+    setup.dispose()
+    # A cache TTL far beyond the wait below: only the announcement can explain B forgetting the host.
+    states = [ServerState(Database(database_url), settings=SimpleNamespace(host_cache_ttl=3600.0,
+                                                                           seen_time_flush_interval=0),
+                          pubsub=RedisPubSub(redis_url)) for _ in "ab"]
+    helper_a, helper_b = (checkin.checkin_for(state) for state in states)
+    try:
+        for helper in (helper_a, helper_b):
+            helper.start()
+        # B's watcher is subscribed once an announcement reaches it: wait for one that changes nothing.
+        wait_for(lambda: _announced_and_heard(states[0], helper_b), timeout=10)
+        for helper in (helper_a, helper_b):
+            assert helper.host_for_key("key-1") is not None  # now cached at both instances
+        hits = helper_b.cache.hits
+        assert helper_b.host_for_key("key-1") is not None and helper_b.cache.hits == hits + 1
+        with states[0].database.session() as session:
+            session.delete(session.scalars(select(Host)).one())
+        assert helper_a.host_for_key("key-1") is None
+        wait_for(lambda: helper_b.host_for_key("key-1") is None, timeout=10)
+    finally:
+        for state, helper in zip(states, (helper_a, helper_b)):
+            helper.stop()
+            asyncio.run(state.pubsub.close())
+            state.database.dispose()
+
+
+def _announced_and_heard(sender: ServerState, receiver: checkin.Checkin) -> bool:
+    before = receiver.cache.generation
+    sender.pubsub.announce_host_changes({999_999})  # no such host
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        if receiver.cache.generation != before:
+            return True
+        time.sleep(0.02)
+    return False

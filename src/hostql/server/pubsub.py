@@ -16,6 +16,12 @@ Two things are shared between server instances while a live query runs:
   (:meth:`PubSub.retain`) and handed to the channel's next subscriber, so the
   user does not wait a whole distributed interval for the host to be asked again.
 
+* **host changes** (:meth:`PubSub.announce_host_changes` and
+  :meth:`PubSub.watch_host_changes`): each instance caches hosts by node key;
+  a host deleted, re-enrolled or edited through one instance is announced on
+  the channel ``hostql:hosts:changed`` so the others drop it at once, and an
+  agent whose host was deleted gets ``node_invalid`` from every instance.
+
 Target methods are synchronous (the osquery API calls them from sync code, and
 one Redis round trip on loopback is cheaper than a thread hop); publish and
 subscribe are asynchronous.
@@ -25,12 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 RESULTS_CHANNEL = "results_{}"
+HOSTS_CHANNEL = "hostql:hosts:changed"
+WATCH_POLL_SECONDS = 1.0  # how often the host-change watcher checks whether it should stop
+WATCH_RETRY_SECONDS = 1.0
 RETAINED_KEY = "livequery:retained:{{{}}}"  # Redis list of results published before anyone listened
 RETAIN_SECONDS = 300
 RETAIN_MAX = 100_000  # messages kept per channel at most
@@ -39,6 +50,13 @@ ACTIVE_KEY = "livequery:active"
 TARGETS_KEY = "livequery:{{{}}}"  # braces: Redis Cluster hash tag, SQL and bits share a slot
 SQL_KEY = "sql:livequery:{{{}}}"
 CAMPAIGN_TTL_SECONDS = 7 * 24 * 3600
+
+
+_log = logging.getLogger(__name__)
+
+
+def _nothing_to_stop() -> None:
+    pass
 
 
 def results_channel(campaign_id: int) -> str:
@@ -96,6 +114,14 @@ class PubSub(Protocol):
 
     def drop_retained(self, channel: str) -> None:
         """Forget what was retained for ``channel`` (its campaign ended)."""
+        ...
+
+    def announce_host_changes(self, host_ids: set[int] | None) -> None:
+        """Tell the other server instances that these hosts changed (``None``: any host may have)."""
+        ...
+
+    def watch_host_changes(self, forget: Callable[[set[int] | None], None]) -> Callable[[], None]:
+        """Call ``forget`` with the changes other instances announce; returns a function that stops watching."""
         ...
 
     async def close(self) -> None: ...
@@ -196,6 +222,12 @@ class MemoryPubSub:
     def drop_retained(self, channel: str) -> None:
         with self._lock:
             self._retained.pop(channel, None)
+
+    def announce_host_changes(self, host_ids: set[int] | None) -> None:
+        pass  # one process: its caches were told directly
+
+    def watch_host_changes(self, forget: Callable[[set[int] | None], None]) -> Callable[[], None]:
+        return _nothing_to_stop
 
     async def subscribe(self, channel: str) -> Subscription:
         sub = _MemorySubscription(self, channel)
@@ -347,6 +379,7 @@ class RedisPubSub:
 
         self.url = url
         self._sync = redis.Redis.from_url(url)
+        self._origin = uuid.uuid4().hex  # this instance: it does not need its own announcements back
         self.targets: TargetStore = RedisTargetStore(self._sync, active_cache_seconds=active_cache_seconds)
         # redis.asyncio clients are bound to the event loop that first uses them.
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
@@ -392,6 +425,46 @@ class RedisPubSub:
 
     def drop_retained(self, channel: str) -> None:
         self._sync.delete(RETAINED_KEY.format(channel))
+
+    def announce_host_changes(self, host_ids: set[int] | None) -> None:
+        message = {"origin": self._origin, "host_ids": None if host_ids is None else sorted(host_ids)}
+        self._sync.publish(HOSTS_CHANNEL, json.dumps(message))
+
+    def watch_host_changes(self, forget: Callable[[set[int] | None], None]) -> Callable[[], None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._watch_hosts, args=(forget, stop), name="hostql-host-changes",
+                                  daemon=True)
+        thread.start()
+
+        def stop_watching() -> None:
+            stop.set()
+            thread.join(timeout=WATCH_POLL_SECONDS + 2)
+
+        return stop_watching
+
+    def _watch_hosts(self, forget: Callable[[set[int] | None], None], stop: threading.Event) -> None:
+        import redis
+
+        while not stop.is_set():
+            listener = self._sync.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                listener.subscribe(HOSTS_CHANNEL)
+                while not stop.is_set():
+                    message = listener.get_message(timeout=WATCH_POLL_SECONDS)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        forget(None)  # whatever was announced while we were not subscribed is lost
+                    elif message["type"] == "message":
+                        change = json.loads(message["data"])
+                        if change.get("origin") != self._origin:
+                            ids = change.get("host_ids")
+                            forget(None if ids is None else {int(i) for i in ids})
+            except (redis.RedisError, OSError, ValueError) as exc:
+                _log.warning("watching host changes in redis: %s; retrying in %g s", exc, WATCH_RETRY_SECONDS)
+                stop.wait(WATCH_RETRY_SECONDS)
+            finally:
+                listener.close()
 
     def ping(self) -> bool:
         return bool(self._sync.ping())

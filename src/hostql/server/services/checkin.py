@@ -7,9 +7,12 @@ SELECT and an UPDATE per agent per ``distributed_interval``; instead
 * :class:`HostCache` keeps detached :class:`Host` rows by node key for
   ``host_cache_ttl`` seconds (default 30).  Entries are dropped when the host
   is deleted, changed through an ORM flush, or re-enrolls (its old key stops
-  working at once), from any code in this process: a Session event listener
-  watches for Host deletes/updates.  Other server processes see changes after
-  at most the TTL.
+  working at once), from any code in this process: Session event listeners
+  watch for Host deletes/updates, and drop the entries again once the change
+  is committed (a lookup running between flush and commit still reads the old
+  row and may have cached it).  Committed changes are also announced on the
+  pub/sub (``PubSub.announce_host_changes``), so other server instances
+  sharing Redis drop them at once too; without Redis there is one instance.
 * :class:`SeenTimes` collects ``host id -> time`` in memory; a background
   thread flushes them every ``seen_time_flush_interval`` seconds (default 5)
   in one bulk UPDATE, and :func:`shutdown` flushes the rest.
@@ -19,6 +22,7 @@ So a ``distributed/read`` with nothing to send runs no SQL write at all.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -33,7 +37,10 @@ from hostql.server.state import ServerState
 from hostql.server.storage.models import Host, utcnow
 
 SKIP_INVALIDATION = "hostql_seen_time_flush"
+CHANGED_HOSTS = "hostql_changed_hosts"  # session.info key: host ids flushed, not yet committed
+ALL_HOSTS = -1  # in that set: a bulk statement changed hosts we cannot name
 _CACHES: weakref.WeakSet[HostCache] = weakref.WeakSet()
+log = logging.getLogger(__name__)
 
 
 class HostCache:
@@ -49,6 +56,11 @@ class HostCache:
         self.generation = 0
         self.hits = 0
         self.misses = 0
+        # Called with committed changes (host ids, or None for all) to tell other instances.
+        self.announce: Callable[[set[int] | None], None] | None = None
+        # Only sessions on this engine invalidate the cache (None: every session), so two
+        # server states in one process behave like two processes.
+        self.engine: Any = None
         _CACHES.add(self)
 
     def get(self, node_key: str) -> Host | None:
@@ -85,14 +97,29 @@ class HostCache:
             self.generation += 1
             self._by_key.clear()
 
-
-def _invalidate_everywhere(host_ids: set[int] | None) -> None:
-    for cache in list(_CACHES):
+    def forget(self, host_ids: set[int] | None) -> None:
+        """Drop ``host_ids`` (None: everything)."""
         if host_ids is None:
-            cache.clear()
+            self.clear()
         else:
             for host_id in host_ids:
-                cache.invalidate_host(host_id)
+                self.invalidate_host(host_id)
+
+
+def _invalidate_everywhere(session: Session, host_ids: set[int] | None, *, committed: bool = False) -> None:
+    for cache in list(_CACHES):
+        if cache.engine is not None and cache.engine is not session.bind:
+            continue
+        cache.forget(host_ids)
+        if committed and cache.announce is not None:
+            try:
+                cache.announce(host_ids)
+            except Exception as exc:  # the change is committed; other instances catch up within the TTL
+                log.warning("could not tell other server instances that hosts changed: %s", exc)
+
+
+def _remember_changes(session: Session, host_ids: set[int]) -> None:
+    session.info.setdefault(CHANGED_HOSTS, set()).update(host_ids)
 
 
 @event.listens_for(Session, "after_flush")
@@ -100,7 +127,8 @@ def _after_flush(session: Session, context: Any) -> None:
     changed = {obj.id for obj in list(session.deleted) + list(session.dirty)
                if isinstance(obj, Host) and obj.id is not None}
     if changed:
-        _invalidate_everywhere(changed)
+        _invalidate_everywhere(session, changed)
+        _remember_changes(session, changed)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -111,7 +139,21 @@ def _bulk_statements(orm_state: ORMExecuteState) -> None:
         return
     mapper = orm_state.bind_mapper
     if mapper is not None and mapper.class_ is Host:
-        _invalidate_everywhere(None)
+        _invalidate_everywhere(orm_state.session, None)
+        _remember_changes(orm_state.session, {ALL_HOSTS})
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    # Until the commit, other connections still read the old row: drop what they cached meanwhile.
+    changed: set[int] | None = session.info.pop(CHANGED_HOSTS, None)
+    if changed:
+        _invalidate_everywhere(session, None if ALL_HOSTS in changed else changed, committed=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(CHANGED_HOSTS, None)  # nothing changed after all
 
 
 class SeenTimes:
@@ -148,6 +190,9 @@ class Checkin:
         self.state = state
         settings = state.settings
         self.cache = HostCache(float(getattr(settings, "host_cache_ttl", 30.0)))
+        self.cache.announce = state.pubsub.announce_host_changes
+        self.cache.engine = state.database.engine
+        self._stop_watching: Callable[[], None] | None = None
         self.seen = SeenTimes()
         self.flush_interval = float(getattr(settings, "seen_time_flush_interval", 5.0))
         self._stop = threading.Event()
@@ -199,6 +244,8 @@ class Checkin:
             return len(pending)
 
     def start(self) -> None:
+        if self._stop_watching is None:
+            self._stop_watching = self.state.pubsub.watch_host_changes(self.cache.forget)
         if self._thread is not None or self.flush_interval <= 0:
             return
         self._thread = threading.Thread(target=self._run, name="hostql-seen-times", daemon=True)
@@ -209,18 +256,19 @@ class Checkin:
             try:
                 self.flush()
             except Exception as exc:  # keep the flusher alive; the times are retried next round
-                import logging
-
                 from hostql.server.storage.db import is_transient
 
                 if is_transient(exc):  # a deadlock victim (MySQL): nothing is lost, no traceback needed
-                    logging.getLogger(__name__).info("flushing host seen times: %s; retried next round",
+                    log.info("flushing host seen times: %s; retried next round",
                                                      getattr(exc, "orig", exc))
                 else:
-                    logging.getLogger(__name__).exception("flushing host seen times failed")
+                    log.exception("flushing host seen times failed")
 
     def stop(self) -> None:
         self._stop.set()
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

@@ -318,3 +318,14 @@ class ScheduledQueryStats(Base):
     average_memory: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
     last_executed: Mapped[datetime] = mapped_column(DateTime, default=lambda: EPOCH, nullable=False)
     output_size: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+
+
+def _never_reuse_ids() -> None:
+    # SQLite otherwise hands a deleted row's id (the highest) to the next insert: a deleted host's
+    # id would come back as another host (its URLs, activities, live-query target bits).
+    for table in Base.metadata.tables.values():
+        if [column.name for column in table.primary_key.columns] == ["id"]:
+            table.dialect_options["sqlite"]["autoincrement"] = True
+
+
+_never_reuse_ids()

@@ -1,5 +1,8 @@
 """The initial schema: every table of storage/models.py.
 
+Tables with an integer ``id`` use SQLite's AUTOINCREMENT, so an id is never
+reused after a delete (as with MySQL's AUTO_INCREMENT and PostgreSQL's sequences).
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
@@ -23,6 +26,7 @@ def upgrade() -> None:
         sa.Column("json_value", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "labels",
@@ -37,6 +41,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "packs",
@@ -50,6 +55,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "software",
@@ -61,6 +67,7 @@ def upgrade() -> None:
         sa.Column("vendor", sa.String(length=255), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", "version", "source", "arch", name="uq_software"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "teams",
@@ -72,6 +79,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -87,6 +95,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "activities",
@@ -99,6 +108,7 @@ def upgrade() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("activities", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_activities_created_at"), ["created_at"], unique=False)
@@ -112,6 +122,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("secret"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "hosts",
@@ -162,6 +173,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("node_key"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("hosts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_hosts_hostname"), ["hostname"], unique=False)
@@ -185,6 +197,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("team_id", "name", name="uq_policy_team_name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "queries",
@@ -208,6 +221,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("team_id", "name", name="uq_query_team_name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "sessions",
@@ -220,6 +234,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_hash"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_sessions_user_id"), ["user_id"], unique=False)
@@ -245,6 +260,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["query_id"], ["queries.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "host_software",
@@ -295,6 +311,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["host_id"], ["hosts.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["query_id"], ["queries.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("query_results", schema=None) as batch_op:
         batch_op.create_index("ix_query_results_query_host", ["query_id", "host_id"], unique=False)
@@ -323,6 +340,7 @@ def upgrade() -> None:
         sa.Column("target_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["campaign_id"], ["distributed_query_campaigns.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("distributed_query_campaign_targets", schema=None) as batch_op:
         batch_op.create_index(
