@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from osquery_agent_helpers import add_secret, answer_all, configure, enroll, real_host_details
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import Label
+from hostql.server.storage.models import Host, Label, utcnow
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +85,27 @@ def test_fast_read_path_answers_before_routing_and_passes_on_the_rest(client: Te
     assert unknown.status_code == 401 and unknown.json()["node_invalid"] is True
     assert client.post("/api/osquery/distributed/read", content=b"[1]").status_code == 400
     assert client.post("/api/osquery/distributed/read", content=b"{bad").status_code == 400
+
+
+def test_a_quiet_host_gets_its_detail_queries_when_due_and_on_refetch(client: TestClient, state: ServerState,
+                                                                      database: Database) -> None:
+    clock = [utcnow()]
+    state.extras["clock"] = lambda: clock[0]
+    add_secret(database, "s")
+    key = enroll(client, "s", "quiet", real_host_details())
+    client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(_read(client, key)["queries"])})
+    for _ in range(3):  # the quiet answer is remembered ...
+        assert _read(client, key)["queries"] == {}
+
+    def detail_queries() -> list[str]:
+        return [name for name in _read(client, key)["queries"] if name.startswith("fleet_detail_query_")]
+
+    clock[0] += timedelta(minutes=50)
+    assert detail_queries() == []
+    clock[0] += timedelta(minutes=20)  # ... until the detail interval (1 h, plus at most 10 % jitter) has passed
+    assert detail_queries()
+    client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(_read(client, key)["queries"])})
+    assert _read(client, key)["queries"] == {}
+    with database.session() as session:  # a refetch (as POST /hosts/{id}/refetch does it) ends the quiet at once
+        session.scalars(select(Host).where(Host.node_key == key)).one().refetch_requested = True
+    assert detail_queries()

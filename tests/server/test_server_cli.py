@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -192,7 +193,6 @@ def test_unreachable_databases_stop_the_server(tmp_path: Path) -> None:
 
 
 def test_listen_address_in_use(tmp_path: Path) -> None:
-    import socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -207,8 +207,71 @@ def test_uvicorn_runs_on_uvloop_and_httptools_keeping_the_idle_shutdown() -> Non
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from hostql.server import main as server_main
+    from hostql.server.protocol import http_protocol
 
     assert server_main._event_loop() == "uvloop"
-    protocol = server_main._http_protocol()
+    protocol = http_protocol()
     assert issubclass(protocol, HttpToolsProtocol)
     assert protocol.shutdown is not HttpToolsProtocol.shutdown  # idle keep-alive connections are aborted
+
+
+def _http_responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Split a stream of HTTP/1.1 responses with content-length bodies."""
+    responses = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+        length = int(headers["content-length"])
+        responses.append((int(status_line.split()[1]), headers, rest[:length]))
+        raw = rest[length:]
+    return responses
+
+
+def test_idle_reads_are_answered_in_order_next_to_full_requests(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    from osquery_agent_helpers import answer_all, enroll_body, real_host_details
+
+    from hostql.server.fast_read import EMPTY_READ
+
+    port = free_port()
+    data = tmp_path / "data"
+    server = ServerProcess(["--dev", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)], tmp_path)
+    servers.append(server)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not (data / "enroll_secret").exists() and time.monotonic() < deadline and server.proc.poll() is None:
+        time.sleep(0.1)
+    context = ssl.create_default_context(cafile=str(data / "ca.pem"))
+    url = f"https://127.0.0.1:{port}"
+    server.wait_healthy(url, context)
+    with httpx.Client(base_url=url, verify=context, timeout=10) as client:
+        secret = (data / "enroll_secret").read_text().strip()
+        enrolled = client.post("/api/osquery/enroll", json=enroll_body(secret, "proto", real_host_details()))
+        key = enrolled.json()["node_key"]
+        for _ in range(5):  # answer the detail and label queries: from then on the host is quiet
+            queries = client.post("/api/osquery/distributed/read", json={"node_key": key}).json()["queries"]
+            if not queries:
+                break
+            client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(queries)})
+        assert queries == {}
+
+    def read(node_key: str, *extra: str) -> bytes:
+        body = f'{{"node_key": "{node_key}"}}'.encode()
+        head = ["POST /api/osquery/distributed/read HTTP/1.1", f"host: 127.0.0.1:{port}",
+                "content-type: application/json", f"content-length: {len(body)}", *extra]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    # Pipelined on one connection: quiet, unknown key (the full ASGI path), quiet, quiet with close.
+    requests = read(key) + read("no-such-key") + read(key) + read(key, "connection: close")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw_socket, \
+            context.wrap_socket(raw_socket, server_hostname="127.0.0.1") as tls:
+        tls.sendall(requests)
+        received = b""
+        while chunk := tls.recv(65536):
+            received += chunk
+    responses = _http_responses(received)
+    assert [(status, body) for status, _, body in responses] == [
+        (200, EMPTY_READ), (401, b'{"error":"invalid node key","node_invalid":true}'), (200, EMPTY_READ),
+        (200, EMPTY_READ)], responses
+    for _, headers, _ in responses:
+        assert headers["content-type"] == "application/json" and "date" in headers, headers
+    assert server.stop() == 0

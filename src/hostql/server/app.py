@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from hostql import __version__
 from hostql.server.errors import install_error_handlers
-from hostql.server.fast_read import install_fast_read
+from hostql.server.fast_read import ServerApp, install_fast_read
 from hostql.server.limits import install_body_limits
 from hostql.server.state import ServerState
 
@@ -31,7 +31,7 @@ ROUTER_MODULES: tuple[str, ...] = (
 
 
 def create_app(state: ServerState) -> FastAPI:
-    app = FastAPI(
+    app = ServerApp(
         title="hostql server",
         version=__version__,
         description="Fleet-compatible osquery management API",
@@ -42,7 +42,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.hostql = state
     install_error_handlers(app)
     install_body_limits(app, state.settings)
-    install_fast_read(app, state.settings)  # outermost: idle reads skip the rest
+    install_fast_read(app, state.settings)  # before every middleware: idle reads skip them all
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app

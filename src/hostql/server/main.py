@@ -131,6 +131,7 @@ def serve(settings: Settings) -> int:
 
     from hostql.server import startup
     from hostql.server.app import create_app
+    from hostql.server.protocol import http_protocol
     from hostql.server.pubsub import create_pubsub
     from hostql.server.state import ServerState
     from hostql.server.storage import migrate
@@ -161,7 +162,7 @@ def serve(settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
-            http=_http_protocol(),
+            http=http_protocol(getattr(app, "fast_read", None), access_log=settings.access_log),
             loop=_event_loop(),
             server_header=False,
             proxy_headers=not settings.tls,
@@ -179,33 +180,6 @@ def serve(settings: Settings) -> int:
         database.dispose()
     _exit_if_stuck()
     return 0
-
-
-def _http_protocol() -> type[Any]:
-    """Uvicorn's HTTP protocol, except that shutdown drops idle keep-alive connections at once.
-
-    Uvicorn closes an idle connection gracefully, which over TLS means sending close_notify
-    and waiting for the peer's; a client idle in its connection pool (an agent between
-    check-ins, a UI, an API script) never answers, so every SIGTERM waited the whole
-    ``timeout_graceful_shutdown`` and logged "timeout graceful shutdown exceeded".  An idle
-    connection has nothing in flight: aborting it loses nothing, and clients reconnect.
-    Connections busy with a request still finish it first.
-
-    Built on httptools' parser (C) when it is installed, else h11 (pure Python)."""
-    base: type[Any]
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
-    except ImportError:  # pragma: no cover - uvicorn[standard] installs httptools
-        from uvicorn.protocols.http.h11_impl import H11Protocol as base
-
-    class Protocol(base):  # type: ignore[misc,valid-type]
-        def shutdown(self) -> None:
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.abort()
-            else:
-                super().shutdown()
-
-    return Protocol
 
 
 def _event_loop() -> str:

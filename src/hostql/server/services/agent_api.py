@@ -22,12 +22,12 @@ from hostql.server.logdest import RESULT, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
 from hostql.server.services.distributed import (
-    Intervals,
     apply_write,
     live_only_answer,
     live_result_line,
-    nothing_due,
+    quiet_until,
     read_queries,
+    sets_generation,
 )
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
 from hostql.server.services.logs import HostRef, handle_log, lookups_for
@@ -167,19 +167,24 @@ def quick_read(state: ServerState, node_key: str) -> tuple[dict[str, Any] | None
     this runs on the event loop: no thread hop, no SQL.
     """
     helper = checkin.checkin_for(state)
-    host = helper.cache.get(node_key) if node_key else None
-    if host is None:
+    entry = helper.cache.entry(node_key) if node_key else None
+    if entry is None:
         return None, None
+    host = entry.host
     now = now_for(state)
     helper.mark_seen(host, now)
-    if not nothing_due(state, host, now, Intervals.from_settings(state.settings)):
-        return None, host
+    generation = sets_generation()
+    if entry.quiet_until is None or now >= entry.quiet_until or entry.sets_generation != generation:
+        until = quiet_until(state, host, now, helper.read_intervals())
+        if until is None:
+            return None, host
+        entry.quiet_until, entry.sets_generation = until, generation
     return live_only_answer(state, host), host
 
 
 def distributed_read(state: ServerState, host: Host) -> dict[str, Any]:
     with state.database.session() as session:
-        return read_queries(state, session, host, now_for(state), Intervals.from_settings(state.settings))
+        return read_queries(state, session, host, now_for(state), checkin.checkin_for(state).read_intervals())
 
 
 def _write_sync(state: ServerState, host: Host, body: dict[str, Any],

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -36,11 +36,28 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Host, utcnow
 
+if TYPE_CHECKING:
+    from hostql.server.services.distributed import Intervals
+
 SKIP_INVALIDATION = "hostql_seen_time_flush"
 CHANGED_HOSTS = "hostql_changed_hosts"  # session.info key: host ids flushed, not yet committed
 ALL_HOSTS = -1  # in that set: a bulk statement changed hosts we cannot name
 _CACHES: weakref.WeakSet[HostCache] = weakref.WeakSet()
 log = logging.getLogger(__name__)
+
+
+class CachedHost:
+    """A cache entry: the detached host, when it was read, and until when its reads are quiet."""
+
+    __slots__ = ("cached_at", "host", "quiet_until", "sets_generation")
+
+    def __init__(self, cached_at: float, host: Host) -> None:
+        self.cached_at = cached_at
+        self.host = host
+        # Set by the read path (distributed.quiet_until) for this label/policy sets generation; a
+        # changed host is a new entry, so it never outlives the row it was computed from.
+        self.quiet_until: datetime | None = None
+        self.sets_generation = -1
 
 
 class HostCache:
@@ -50,7 +67,7 @@ class HostCache:
         self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_key: dict[str, tuple[float, Host]] = {}
+        self._by_key: dict[str, CachedHost] = {}
         # Bumped by every invalidation: a lookup that began before one must not
         # put what it read (possibly a host deleted meanwhile) back in the cache.
         self.generation = 0
@@ -64,13 +81,17 @@ class HostCache:
         _CACHES.add(self)
 
     def get(self, node_key: str) -> Host | None:
+        entry = self.entry(node_key)
+        return None if entry is None else entry.host
+
+    def entry(self, node_key: str) -> CachedHost | None:
         with self._lock:
             entry = self._by_key.get(node_key)
-            if entry is None or self._clock() - entry[0] > self.ttl:
+            if entry is None or self._clock() - entry.cached_at > self.ttl:
                 self.misses += 1
                 return None
             self.hits += 1
-            return entry[1]
+            return entry
 
     def put(self, node_key: str, host: Host, generation: int | None = None) -> None:
         """Cache ``host``; ``generation`` is :attr:`generation` read before the lookup."""
@@ -79,12 +100,12 @@ class HostCache:
         with self._lock:
             if generation is not None and generation != self.generation:
                 return
-            self._by_key[node_key] = (self._clock(), host)
+            self._by_key[node_key] = CachedHost(self._clock(), host)
 
     def invalidate_host(self, host_id: int) -> None:
         with self._lock:
             self.generation += 1
-            for key in [k for k, (_, h) in self._by_key.items() if h.id == host_id]:
+            for key in [k for k, entry in self._by_key.items() if entry.host.id == host_id]:
                 del self._by_key[key]
 
     def invalidate_key(self, node_key: str) -> None:
@@ -193,11 +214,20 @@ class Checkin:
         self.cache.announce = state.pubsub.announce_host_changes
         self.cache.engine = state.database.engine
         self._stop_watching: Callable[[], None] | None = None
+        self._intervals: Intervals | None = None
         self.seen = SeenTimes()
         self.flush_interval = float(getattr(settings, "seen_time_flush_interval", 5.0))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
+
+    def read_intervals(self) -> Intervals:
+        """The detail, label and policy intervals of the settings (read once: settings do not change)."""
+        if self._intervals is None:
+            from hostql.server.services.distributed import Intervals
+
+            self._intervals = Intervals.from_settings(self.state.settings)
+        return self._intervals
 
     # lookups
 

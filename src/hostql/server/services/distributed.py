@@ -90,8 +90,12 @@ def host_jitter(host_id: int, interval: float, percent: float) -> timedelta:
     return timedelta(seconds=interval * percent / 100.0 * fraction)
 
 
+def due_at(last: datetime, interval: float, host_id: int, percent: float) -> datetime:
+    return last + timedelta(seconds=interval) + host_jitter(host_id, interval, percent)
+
+
 def is_due(last: datetime, interval: float, host_id: int, percent: float, now: datetime) -> bool:
-    return last + timedelta(seconds=interval) + host_jitter(host_id, interval, percent) <= now
+    return due_at(last, interval, host_id, percent) <= now
 
 
 def platform_matches(spec: str, host_platform: str) -> bool:
@@ -183,27 +187,39 @@ def additional_queries(session: Session) -> dict[str, str]:
     return {str(name): sql for name, sql in extra.items() if isinstance(sql, str) and sql.strip()}
 
 
-def nothing_due(state: ServerState, host: Host, now: datetime, intervals: Intervals) -> bool:
-    """True when no detail, label or policy query is due for ``host``: a read then needs no database.
+def quiet_until(state: ServerState, host: Host, now: datetime, intervals: Intervals) -> datetime | None:
+    """Until when ``host``'s reads need no database (no detail, label or policy query due), or None.
 
-    Labels or policies that are due but of which none applies to the host count as
-    nothing due when the cached sets are fresh (their ``updated_at`` only moves when
-    the host answers some)."""
-    if host.refetch_requested or is_due(host.detail_updated_at, intervals.detail, host.id,
-                                        intervals.jitter_percent, now):
-        return False
-    label_due = is_due(host.label_updated_at, intervals.label, host.id, intervals.jitter_percent, now)
-    policy_due = is_due(host.policy_updated_at, intervals.policy, host.id, intervals.jitter_percent, now)
-    if not (label_due or policy_due):
-        return True
-    sets = cached_sets(state)
-    if sets is None:
-        return False
-    return not ((label_due and sets.labels_for(host)) or (policy_due and sets.policies_for(host)))
+    None when one is due now, or when labels or policies are due and the cached
+    sets are not fresh enough to tell whether any applies to the host.  Due labels
+    or policies of which none applies keep the host quiet until the sets change
+    (their ``updated_at`` only moves when the host answers some): the answer then
+    holds while :func:`sets_generation` stays the same."""
+    if host.refetch_requested:
+        return None
+    until = due_at(host.detail_updated_at, intervals.detail, host.id, intervals.jitter_percent)
+    if until <= now:
+        return None
+    sets: QuerySets | None = None
+    for last, interval, applicable in ((host.label_updated_at, intervals.label, QuerySets.labels_for),
+                                       (host.policy_updated_at, intervals.policy, QuerySets.policies_for)):
+        due = due_at(last, interval, host.id, intervals.jitter_percent)
+        if due > now:
+            until = min(until, due)
+            continue
+        sets = sets or cached_sets(state)
+        if sets is None or applicable(sets, host):
+            return None
+    return until
+
+
+def sets_generation() -> int:
+    """Moves whenever a label or policy changes in this process (see :func:`quiet_until`)."""
+    return _current_generation[0]
 
 
 def live_only_answer(state: ServerState, host: Host) -> dict[str, Any]:
-    """The read answer when :func:`nothing_due`: live queries (from the target store) only."""
+    """The read answer while :func:`quiet_until`: live queries (from the target store) only."""
     try:
         queries = live_targets.pending_for_host(state, None, host)
     except Exception:
