@@ -91,3 +91,19 @@ def test_committed_host_changes_are_announced_to_other_instances(tmp_path: Path)
         assert announced[-1] is None  # a bulk statement: any host may have changed
     finally:
         state.database.dispose()
+
+
+def test_invalidation_by_host_and_expiry_leave_no_entries_behind() -> None:
+    now = [0.0]
+    cache = HostCache(ttl=30, clock=lambda: now[0])
+    cache.put("key-1", _host(1))
+    cache.put("old-key-1", _host(1))  # a re-enrolled host may have had two keys
+    cache.put("key-2", _host(2))
+    cache.put("key-2", _host(3))  # the key now belongs to another host
+    cache.invalidate_host(1)
+    assert cache.get("key-1") is None and cache.get("old-key-1") is None
+    cache.invalidate_host(2)
+    got = cache.get("key-2")
+    assert got is not None and got.id == 3
+    now[0] = 31.0
+    assert cache.get("key-2") is None and len(cache) == 0  # expired entries go on their next lookup

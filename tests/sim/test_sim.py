@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,10 @@ def api_hosts(server: ServerProc) -> list[dict[str, Any]]:
         return hosts
 
 
+def _enrolled(server: ServerProc, prefix: str) -> int:
+    return sum(1 for host in api_hosts(server) if str(host.get("hostname", "")).startswith(prefix))
+
+
 async def run_with_live_query(server: ServerProc) -> tuple[dict[str, Any], dict[str, Any]]:
     options = SimOptions(server=server.url, enroll_secret=server.enroll_secret, ca=server.ca, hosts=HOSTS,
                          start_period=1.0, config_interval=2.0, query_interval=1.0, log_interval=1.0, log_rows=3,
@@ -59,7 +65,7 @@ async def run_with_live_query(server: ServerProc) -> tuple[dict[str, Any], dict[
         await sim.start()
         assert await sim.wait_enrolled(20.0), f"only {sim.enrolled_count()} of {HOSTS} hosts enrolled"
         await asyncio.sleep(3.0)  # detail queries answered, a few log intervals passed
-        live = await live_query(server, sim, f"sim-{SEED}-", timeout=20.0)
+        live = await live_query(server, (f"sim-{SEED}-",), timeout=20.0)
         await asyncio.sleep(1.0)
         await sim.stop()
         return sim.report(), live
@@ -133,3 +139,25 @@ def test_schedule_names_and_percentile() -> None:
     values = [float(i) for i in range(1, 101)]
     assert percentile(values, 0.99) == 99.0 and percentile(values, 0.5) == 50.0
     assert Identity.make(3, 1) == Identity.make(3, 1) and Identity.make(3, 1).uuid != Identity.make(4, 1).uuid
+
+
+def test_cli_ends_early_on_sigterm_and_still_reports(server: ServerProc, tmp_path: Path) -> None:
+    report_file = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hostql", "sim", "--server", server.url, "--ca", server.ca,
+         "--enroll-secret", server.enroll_secret, "--hosts", "2", "--start-period", "0", "--query-interval", "1",
+         "--duration", "600", "--seed", "8", "--json-report", str(report_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _enrolled(server, "sim-8-") < 2:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)  # far less than the 600 s asked for
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out + err
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert report["enrolled"] == 2 and report["errors"] == 0 and report["elapsed_s"] < 600

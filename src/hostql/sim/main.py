@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import ssl
 import sys
 import time
@@ -111,13 +112,21 @@ class Simulation:
             await asyncio.sleep(0.2)
         return True
 
-    async def wait(self, seconds: float) -> None:
-        """Let the agents run for ``seconds`` (returns early if every agent task ended)."""
-        agent_tasks = self._tasks[:-1]
-        if not agent_tasks:
-            await asyncio.sleep(seconds)
-            return
-        await asyncio.wait(agent_tasks, timeout=max(0.0, seconds))
+    async def wait(self, seconds: float, stop: asyncio.Event | None = None) -> None:
+        """Let the agents run for ``seconds`` (returns early if every agent task ended or ``stop`` is set)."""
+        waiting: set[asyncio.Future[Any]] = set(self._tasks[:-1])
+        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        if stopper is not None:
+            waiting.add(stopper)
+        try:
+            if waiting:
+                await asyncio.wait(waiting, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED
+                                   if stopper is not None else asyncio.ALL_COMPLETED)
+            else:
+                await asyncio.sleep(seconds)
+        finally:
+            if stopper is not None:
+                stopper.cancel()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -137,9 +146,14 @@ class Simulation:
 
 async def simulate(options: SimOptions) -> dict[str, Any]:
     """Run ``options.hosts`` agents for ``options.duration`` seconds; returns the report."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # end early, still reporting what was measured
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
     async with Simulation(options) as sim:
         await sim.start()
-        await sim.wait(options.duration)
+        await sim.wait(options.duration, stop)
         await sim.stop()
         return sim.report()
 
@@ -148,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hostql sim",
         description="Simulate many osquery agents (enroll, config, distributed, logs) against a "
-                    "Fleet-compatible server, on one event loop, and report errors and latencies.")
+                    "Fleet-compatible server, on one event loop, and report errors and latencies. "
+                    "SIGTERM or Ctrl-C ends the run early; the report still comes.")
     add = parser.add_argument
     add("--server", required=True, help="server URL, e.g. https://127.0.0.1:8080")
     add("--ca", metavar="PEM", help="CA certificate(s) the server's certificate must chain to")

@@ -68,6 +68,7 @@ class HostCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._by_key: dict[str, CachedHost] = {}
+        self._keys_by_host: dict[int, set[str]] = {}  # so invalidating one host does not scan every entry
         # Bumped by every invalidation: a lookup that began before one must not
         # put what it read (possibly a host deleted meanwhile) back in the cache.
         self.generation = 0
@@ -88,6 +89,8 @@ class HostCache:
         with self._lock:
             entry = self._by_key.get(node_key)
             if entry is None or self._clock() - entry.cached_at > self.ttl:
+                if entry is not None:
+                    self._drop(node_key)
                 self.misses += 1
                 return None
             self.hits += 1
@@ -100,23 +103,38 @@ class HostCache:
         with self._lock:
             if generation is not None and generation != self.generation:
                 return
+            self._drop(node_key)
             self._by_key[node_key] = CachedHost(self._clock(), host)
+            self._keys_by_host.setdefault(host.id, set()).add(node_key)
 
     def invalidate_host(self, host_id: int) -> None:
         with self._lock:
             self.generation += 1
-            for key in [k for k, entry in self._by_key.items() if entry.host.id == host_id]:
-                del self._by_key[key]
+            for key in self._keys_by_host.pop(host_id, ()):
+                self._by_key.pop(key, None)
 
     def invalidate_key(self, node_key: str) -> None:
         with self._lock:
             self.generation += 1
-            self._by_key.pop(node_key, None)
+            self._drop(node_key)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self._by_key.clear()
+            self._keys_by_host.clear()
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def _drop(self, node_key: str) -> None:
+        entry = self._by_key.pop(node_key, None)
+        if entry is not None:
+            keys = self._keys_by_host.get(entry.host.id)
+            if keys is not None:
+                keys.discard(node_key)
+                if not keys:
+                    del self._keys_by_host[entry.host.id]
 
     def forget(self, host_ids: set[int] | None) -> None:
         """Drop ``host_ids`` (None: everything)."""
