@@ -154,15 +154,18 @@ async def phase_logs(server: ServerProc) -> dict[str, Any]:
     return result
 
 
-async def live_query(server: ServerProc, prefixes: tuple[str, ...], timeout: float) -> dict[str, Any]:
-    """(c) A campaign to every host named ``<prefix>...``; seconds until each one's result arrived on the WebSocket."""
+async def live_query(server: ServerProc, prefixes: tuple[str, ...], timeout: float,
+                     ids: list[int] | None = None) -> dict[str, Any]:
+    """(c) A campaign to every host named ``<prefix>...`` (or to ``ids``, listed beforehand so the
+    listing does not load the measured window); seconds until each one's result arrived on the WebSocket."""
     import httpx
     from websockets.asyncio.client import connect
 
     async with httpx.AsyncClient(base_url=server.url, verify=server.ssl_context(), timeout=60.0) as api:
         headers = await _login(api, server)
         token = headers["Authorization"].removeprefix("Bearer ")
-        ids = await _host_ids(api, headers, prefixes)
+        if ids is None:
+            ids = await _host_ids(api, headers, prefixes)
         started = time.monotonic()
         created = await api.post("/api/v1/fleet/queries/run", headers=headers,
                                  json={"query": "SELECT uuid, hostname FROM system_info", "selected": {"hosts": ids}})
@@ -219,13 +222,13 @@ async def _host_ids(api: Any, headers: dict[str, str], prefixes: tuple[str, ...]
     return [int(h["id"]) for h in await _hosts(api, headers, prefixes)]
 
 
-async def _fleet_progress(api: Any, headers: dict[str, str], prefixes: tuple[str, ...]) -> tuple[int, int]:
-    """(hosts enrolled, hosts whose first vitals and labels are in): the start-up burst is over
-    when both equal the host count; only then is the server in its steady state."""
+async def _fleet_progress(api: Any, headers: dict[str, str], prefixes: tuple[str, ...]) -> tuple[list[int], int]:
+    """(ids of the hosts enrolled, how many have their first vitals and labels in): the start-up
+    burst is over when every host has; only then is the server in its steady state."""
     hosts = await _hosts(api, headers, prefixes)
     settled = sum(1 for h in hosts if not str(h.get("detail_updated_at", "1970")).startswith("1970")
                   and not str(h.get("label_updated_at", "1970")).startswith("1970"))
-    return len(hosts), settled
+    return [int(h["id"]) for h in hosts], settled
 
 
 def _sim_command(server: ServerProc, hosts: int, seed: int, ramp: float, duration: float, report: Path) -> list[str]:
@@ -258,20 +261,25 @@ async def phase_fleet(server: ServerProc) -> dict[str, Any]:
             for share, seed, report in zip(shares, seeds, reports)]
     try:
         began = time.monotonic()
-        enrolled = settled = 0
-        async with httpx.AsyncClient(base_url=server.url, verify=server.ssl_context(), timeout=60.0) as api:
+        ids: list[int] = []
+        settled = 0
+        async with httpx.AsyncClient(base_url=server.url, verify=server.ssl_context(), timeout=180.0) as api:
             headers = await _login(api, server)
             while time.monotonic() - began < ramp + settle:
                 await asyncio.sleep(5.0)
-                enrolled, settled = await _fleet_progress(api, headers, prefixes)
+                try:
+                    ids, settled = await _fleet_progress(api, headers, prefixes)
+                except httpx.TimeoutException:
+                    continue  # the server is busy with the start-up burst: ask again
                 if settled >= hosts:
                     break
+        enrolled = len(ids)
         settle_s = round(time.monotonic() - began, 1)
         await asyncio.sleep(QUERY_INTERVAL)  # every host past its first read/write
         window = Window(server, None)
         await asyncio.sleep(min(20.0, steady / 3))
         try:
-            live = await live_query(server, prefixes, timeout=max(30.0, 3 * QUERY_INTERVAL))
+            live = await live_query(server, prefixes, timeout=max(30.0, 3 * QUERY_INTERVAL), ids=ids)
         except Exception as exc:  # reported, not fatal: the other figures still count
             live = {"error": f"{exc.__class__.__name__}: {exc}"}
         await asyncio.sleep(max(0.0, steady - (time.monotonic() - window.wall0)))
