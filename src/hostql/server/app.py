@@ -24,6 +24,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "hostql.server.api.queries",
     "hostql.server.api.live",
     "hostql.server.api.policies",
+    "hostql.server.api.software",
     "hostql.server.api.specs",
     "hostql.server.api.packs",
     "hostql.server.api.misc",

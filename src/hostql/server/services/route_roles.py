@@ -50,6 +50,12 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/sessions/{session_id}": "admin",
     "DELETE /api/v1/fleet/sessions/{session_id}": "admin",
     "GET /api/v1/fleet/activities": "observer",
+    # --- api/software.py ------------------------------------------------------------
+    "GET /api/v1/fleet/software": "observer",
+    "GET /api/v1/fleet/software/versions": "observer",
+    "GET /api/v1/fleet/software/count": "observer",
+    "GET /api/v1/fleet/software/versions/{software_id}": "observer",
+    "GET /api/v1/fleet/software/{software_id}": "observer",
     # --- api/hosts.py ---------------------------------------------------------------
     "GET /api/v1/fleet/hosts": "observer",
     "GET /api/v1/fleet/hosts/count": "observer",

@@ -1,0 +1,90 @@
+"""Software inventory across hosts: Fleet's ``/software`` (versions) endpoints.
+
+Hosts report their packages through the software detail queries
+(:mod:`hostql.server.services.detail_queries`); each distinct
+(name, version, source, arch) is one :class:`Software` row, linked to the hosts
+that have it.  A version is listed while at least one host the user may see has
+it; ``hosts_count`` counts those hosts (in ``team_id`` when given).
+
+Vulnerabilities are not matched: that needs the NVD/OVAL feeds Fleet downloads,
+and a server that cannot fetch them must not make them up.  ``generated_cpe`` is
+therefore empty and ``vulnerabilities`` null, and ``vulnerable=true`` lists
+nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy.orm import Session as OrmSession
+
+from hostql.server.errors import NotFound
+from hostql.server.services.listing import ListOptions, apply_list_options, iso
+from hostql.server.storage.models import Host, HostSoftware, Software
+
+ORDER_KEYS = {"name": Software.name, "version": Software.version, "source": Software.source, "id": Software.id}
+
+
+def _host_scope(team_id: int | None, visible_teams: frozenset[int] | None) -> ColumnElement[bool]:
+    condition: ColumnElement[bool] = true()
+    if team_id is not None:
+        condition = Host.team_id == team_id
+    if visible_teams is not None:
+        condition = condition & Host.team_id.in_(visible_teams) if visible_teams else false()
+    return condition
+
+
+def _versions(team_id: int | None, visible_teams: frozenset[int] | None, query: str | None,
+              vulnerable: bool) -> Select[Software, int]:
+    hosts_count = func.count(func.distinct(HostSoftware.host_id)).label("hosts_count")
+    stmt: Select[Software, int] = (select(Software, hosts_count)
+            .join(HostSoftware, HostSoftware.software_id == Software.id)
+            .join(Host, Host.id == HostSoftware.host_id)
+            .where(_host_scope(team_id, visible_teams))
+            .group_by(Software.id))
+    if query:
+        pattern = f"%{query.lower()}%"
+        stmt = stmt.where(or_(func.lower(Software.name).like(pattern), func.lower(Software.version).like(pattern)))
+    if vulnerable:  # no vulnerability data (see the module docs): nothing is known to be vulnerable
+        stmt = stmt.where(false())
+    return stmt
+
+
+def software_json(software: Software, hosts_count: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": software.id, "name": software.name, "version": software.version,
+                            "source": software.source, "arch": software.arch, "vendor": software.vendor,
+                            "generated_cpe": "", "vulnerabilities": None}
+    if hosts_count is not None:
+        body["hosts_count"] = hosts_count
+    return body
+
+
+def list_versions(session: OrmSession, options: ListOptions, *, team_id: int | None = None,
+                  visible_teams: frozenset[int] | None = None, query: str | None = None,
+                  vulnerable: bool = False) -> list[dict[str, Any]]:
+    stmt = _versions(team_id, visible_teams, query, vulnerable)
+    columns = {**ORDER_KEYS, "hosts_count": func.count(func.distinct(HostSoftware.host_id))}
+    stmt = apply_list_options(stmt, options, columns, Software.id)
+    return [software_json(software, int(count)) for software, count in session.execute(stmt)]
+
+
+def count_versions(session: OrmSession, *, team_id: int | None = None, visible_teams: frozenset[int] | None = None,
+                   query: str | None = None, vulnerable: bool = False) -> int:
+    inner = _versions(team_id, visible_teams, query, vulnerable).with_only_columns(Software.id).subquery()
+    return int(session.scalar(select(func.count()).select_from(inner)) or 0)
+
+
+def get_version(session: OrmSession, software_id: int, *, team_id: int | None = None,
+                visible_teams: frozenset[int] | None = None) -> dict[str, Any]:
+    """One version with its host count; NotFound when no host the caller may see has it."""
+    row = session.execute(_versions(team_id, visible_teams, None, False).where(Software.id == software_id)).first()
+    if row is None:
+        raise NotFound(f"software {software_id} not found", name="id")
+    return software_json(row[0], int(row[1]))
+
+
+def counts_updated_at(now: datetime) -> str | None:
+    # Host counts are computed when asked, so they are as fresh as the request.
+    return iso(now)
