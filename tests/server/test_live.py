@@ -378,3 +378,17 @@ def test_run_by_names(client: TestClient, admin_token: str, database: Database) 
     unknown = client.post("/api/v1/fleet/queries/run_by_names",
                           json={"query": "SELECT 8", "selected": {"labels": ["nope"]}}, headers=auth(admin_token))
     assert unknown.status_code == 400 and "nope" in unknown.json()["errors"][0]["reason"]
+
+
+def test_a_write_of_live_results_only_is_recognised() -> None:
+    from hostql.server.services.distributed import CampaignAnswer, live_only_write
+
+    live = {"queries": {"fleet_distributed_query_7": [{"one": "1"}], "fleet_distributed_query_8": ""},
+            "statuses": {"fleet_distributed_query_7": 0, "fleet_distributed_query_8": 1},
+            "messages": {"fleet_distributed_query_8": "no such table: nope"}}
+    assert live_only_write(live) == [CampaignAnswer(7, [{"one": "1"}], None),
+                                     CampaignAnswer(8, [], "no such table: nope")]
+    mixed = {"queries": {"fleet_distributed_query_7": [], "fleet_label_query_3": [{"1": "1"}]}}
+    assert live_only_write(mixed) is None  # a label result must reach the database
+    assert live_only_write({"queries": {"fleet_distributed_query_x": []}}) is None
+    assert live_only_write({"queries": {}}) is None

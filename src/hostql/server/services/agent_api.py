@@ -24,6 +24,7 @@ from hostql.server.services.agent_config import config_for_host, interval_update
 from hostql.server.services.distributed import (
     apply_write,
     live_only_answer,
+    live_only_write,
     live_result_line,
     quiet_until,
     read_queries,
@@ -210,11 +211,19 @@ def _write_sync(state: ServerState, host: Host, body: dict[str, Any],
 
 
 async def distributed_write(state: ServerState, host: Host, body: dict[str, Any], public_ip: str) -> dict[str, Any]:
-    outcome = await run_in_threadpool(host_transaction, state, host.id,
-                                      lambda: _write_sync(state, host, body, public_ip))
-    if outcome is None:
-        return dict(NODE_INVALID)
-    current, campaigns = outcome
+    live_answers = live_only_write(body)
+    if live_answers is not None:  # live-query results only: no database, as Fleet does it
+        current, campaigns = host, live_answers
+        if setting(state, "live_query_results_to_log", False):
+            now = now_for(state)
+            lines = [live_result_line(current, answer, now) for answer in campaigns]
+            await run_in_threadpool(router_for(state).write, RESULT, lines)
+    else:
+        outcome = await run_in_threadpool(host_transaction, state, host.id,
+                                          lambda: _write_sync(state, host, body, public_ip))
+        if outcome is None:
+            return dict(NODE_INVALID)
+        current, campaigns = outcome
     for answer in campaigns:
         await live_targets.record_result(state, current, answer.campaign_id, answer.rows, answer.error)
     return {}

@@ -298,6 +298,28 @@ def _rows(value: Any) -> list[dict[str, Any]]:
     return [row for row in value if isinstance(row, dict)]
 
 
+def _campaign_answer(campaign_id: int, ok: bool, rows: list[dict[str, Any]], message: Any) -> CampaignAnswer:
+    return CampaignAnswer(campaign_id, rows, None if ok else (str(message or "") or "query failed"))
+
+
+def live_only_write(body: dict[str, Any]) -> list[CampaignAnswer] | None:
+    """The answers of a ``distributed/write`` that holds live-query results only (the common
+    write while a campaign runs), or None when it holds anything else: such a write needs no
+    database at all, the answers go straight to the campaigns' listeners."""
+    results = body.get("queries") if isinstance(body.get("queries"), dict) else {}
+    statuses = body.get("statuses") if isinstance(body.get("statuses"), dict) else {}
+    messages = body.get("messages") if isinstance(body.get("messages"), dict) else {}
+    results, statuses, messages = results or {}, statuses or {}, messages or {}
+    answers = []
+    for name in sorted(set(results) | set(statuses)):
+        campaign_id = _suffix_id(name, CAMPAIGN) if name.startswith(CAMPAIGN) else None
+        if campaign_id is None:
+            return None
+        answers.append(_campaign_answer(campaign_id, _succeeded(statuses.get(name)), _rows(results.get(name)),
+                                        messages.get(name)))
+    return answers or None
+
+
 def _suffix_id(name: str, prefix: str) -> int | None:
     try:
         return int(name[len(prefix):])
@@ -363,8 +385,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
                 report.policy_changes.append(change)
             report.policies += 1
         elif name.startswith(CAMPAIGN) and (campaign_id := _suffix_id(name, CAMPAIGN)) is not None:
-            error = None if ok else (str(messages.get(name) or "") or "query failed")
-            report.campaigns.append(CampaignAnswer(campaign_id, rows, error))
+            report.campaigns.append(_campaign_answer(campaign_id, ok, rows, messages.get(name)))
         elif name.startswith(ADDITIONAL):
             detail_seen = True
             if ok:
