@@ -162,6 +162,7 @@ def serve(settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
             http=http_protocol(getattr(app, "fast_read", None), access_log=settings.access_log),
             loop=_event_loop(),
             server_header=False,

@@ -190,6 +190,9 @@ SPECS: tuple[Spec, ...] = (
          "How often hosts' last-seen times are written to the database in one batch", "DURATION"),
     Spec("log_level", parse_str, "info", "Server log level: debug, info, warning or error", "LEVEL"),
     Spec("access_log", parse_bool, False, "Log every HTTP request"),
+    Spec("keep_alive_timeout", parse_duration, 75.0,
+         "How long an idle HTTP connection is kept open; longer than clients' own idle timeout, so a "
+         "request never races the server closing its connection", "DURATION"),
 )
 
 SPEC_BY_NAME: dict[str, Spec] = {spec.name: spec for spec in SPECS}
@@ -237,6 +240,7 @@ class Settings:
     seen_time_flush_interval: float = 5.0
     log_level: str = "info"
     access_log: bool = False
+    keep_alive_timeout: float = 75.0
     config_file: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
