@@ -161,3 +161,28 @@ def test_cli_ends_early_on_sigterm_and_still_reports(server: ServerProc, tmp_pat
     assert process.returncode == 0, out + err
     report = json.loads(report_file.read_text(encoding="utf-8"))
     assert report["enrolled"] == 2 and report["errors"] == 0 and report["elapsed_s"] < 600
+
+
+def test_one_agent_giving_up_does_not_end_the_run_but_a_stop_does() -> None:
+    async def run() -> tuple[bool, bool]:
+        sim = Simulation.__new__(Simulation)  # only its task list matters to wait()
+        gave_up = asyncio.create_task(asyncio.sleep(0))
+        working = asyncio.create_task(asyncio.sleep(3600))
+        lag_watch = asyncio.create_task(asyncio.sleep(3600))
+        sim._tasks = [gave_up, working, lag_watch]
+        try:
+            ran_out = asyncio.create_task(sim.wait(0.3))
+            await asyncio.sleep(0.1)
+            still_running = not ran_out.done()  # one agent ended at once; the run goes on
+            await ran_out
+            stop = asyncio.Event()
+            stopping = asyncio.create_task(sim.wait(3600, stop))
+            stop.set()
+            await asyncio.wait_for(stopping, 30)  # returns at once, not after an hour
+            return still_running, not working.done()
+        finally:
+            working.cancel()
+            lag_watch.cancel()
+
+    still_running, agent_untouched = asyncio.run(run())
+    assert still_running and agent_untouched

@@ -114,19 +114,19 @@ class Simulation:
 
     async def wait(self, seconds: float, stop: asyncio.Event | None = None) -> None:
         """Let the agents run for ``seconds`` (returns early if every agent task ended or ``stop`` is set)."""
-        waiting: set[asyncio.Future[Any]] = set(self._tasks[:-1])
-        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-        if stopper is not None:
-            waiting.add(stopper)
+        agent_tasks = self._tasks[:-1]
+        # One waitable for "every agent ended": a single agent giving up must not end the run.
+        waiting: set[asyncio.Future[Any]] = {asyncio.ensure_future(asyncio.wait(agent_tasks))} if agent_tasks else set()
+        if stop is not None:
+            waiting.add(asyncio.ensure_future(stop.wait()))
         try:
             if waiting:
-                await asyncio.wait(waiting, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED
-                                   if stopper is not None else asyncio.ALL_COMPLETED)
+                await asyncio.wait(waiting, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
             else:
                 await asyncio.sleep(seconds)
         finally:
-            if stopper is not None:
-                stopper.cancel()
+            for future in waiting:
+                future.cancel()
 
     async def stop(self) -> None:
         for task in self._tasks:
