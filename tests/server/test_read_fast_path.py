@@ -109,3 +109,27 @@ def test_a_quiet_host_gets_its_detail_queries_when_due_and_on_refetch(client: Te
     with database.session() as session:  # a refetch (as POST /hosts/{id}/refetch does it) ends the quiet at once
         session.scalars(select(Host).where(Host.node_key == key)).one().refetch_requested = True
     assert detail_queries()
+
+
+def test_logs_take_the_fast_path_with_the_full_paths_answers(client: TestClient, database: Database,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostql.server.services import agent_api
+
+    add_secret(database, "s")
+    key = enroll(client, "s", "logger", real_host_details())
+    line = {"name": "pack/x/y", "hostIdentifier": "logger", "unixTime": 1, "action": "added", "columns": {"a": "1"}}
+    for prefix in ("/api/osquery", "/api/v1/osquery"):
+        ok = client.post(f"{prefix}/log", json={"node_key": key, "log_type": "result", "data": [line]})
+        assert (ok.status_code, ok.json()) == (200, {})
+    unknown = client.post("/api/osquery/log", json={"node_key": "nope", "log_type": "result", "data": []})
+    assert unknown.status_code == 401 and unknown.json()["node_invalid"] is True
+    bad = client.post("/api/osquery/log", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and "error" in bad.json()
+    assert client.get("/api/osquery/log").status_code == 405  # not a POST: the full path answers
+
+    def broken(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(agent_api, "host_log", broken)
+    failed = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [line]})
+    assert failed.status_code == 500 and failed.json()["message"] == "Internal server error"

@@ -100,5 +100,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"message": "Internal server error", "errors": [], "uuid": str(uuid.uuid4())},
-                            status_code=500)
+        return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    """The 500 answer to an unexpected error (logged by the caller)."""
+    return JSONResponse({"message": "Internal server error", "errors": [], "uuid": str(uuid.uuid4())},
+                        status_code=500)

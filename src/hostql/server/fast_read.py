@@ -29,6 +29,7 @@ from hostql.server.limits import BodyLimits
 from hostql.server.services import agent_api
 
 READ_PATHS = frozenset({"/api/osquery/distributed/read", "/api/v1/osquery/distributed/read"})
+LOG_PATHS = frozenset({"/api/osquery/log", "/api/v1/osquery/log"})
 EMPTY_READ = b'{"queries":{},"discovery":{}}'
 _JSON = (b"content-type", b"application/json")
 _EMPTY_START: Message = {"type": "http.response.start", "status": 200,
@@ -51,21 +52,11 @@ class FastReadMiddleware:
         if not self.may_answer(scope["headers"]):
             await self.app(scope, receive, send)  # gzip or too big: the full path
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > self.limit or not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        payload = None
-        if size <= self.limit and not message.get("more_body", False):
-            payload = self.answer(scope["headers"], body)
+        received = await read_body(receive, self.limit)
+        if received is None:
+            return  # the client went away
+        body, message, complete = received
+        payload = self.answer(scope["headers"], body) if complete else None
         if payload is None:
             await self.app(scope, _replay(body, message, receive), send)
         elif payload is EMPTY_READ:
@@ -105,6 +96,69 @@ class FastReadMiddleware:
         return fastjson.dumps(answer)
 
 
+class FastLogHandler:
+    """``/log`` handled before FastAPI's routing and middleware: the same work in a worker
+    thread (:func:`hostql.server.osquery_api.log_sync`) and the same answers, without the
+    routing, dependency and middleware layers around every agent's log request."""
+
+    def __init__(self, app: ASGIApp, owner: Any, limits: BodyLimits | None = None) -> None:
+        self.app = app
+        self.owner = owner
+        self.limit = (limits or BodyLimits()).osquery
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        from hostql.server import osquery_api
+        from hostql.server.errors import internal_error_response
+
+        content_encoding = authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await self.app(scope, receive, send)  # too big: the full path answers 413
+                return
+            if name == b"content-encoding":
+                content_encoding = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        received = await read_body(receive, self.limit)
+        if received is None:
+            return  # the client went away
+        body, message, complete = received
+        if not complete:
+            await self.app(scope, _replay(body, message, receive), send)
+            return
+        try:
+            answer = await run_in_threadpool(osquery_api.log_sync, self.owner.state.hostql, body,
+                                             content_encoding, authorization)
+            response: Any = osquery_api.json_answer(answer)
+        except Exception:
+            _log.exception("Unhandled error on POST %s", scope["path"])
+            response = internal_error_response()
+        await response(scope, receive, send)
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message, bool] | None:
+    """The request body read up to ``limit`` bytes: (what was read, the last message, whether that is
+    the whole body within the limit); None when the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit or not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body, message, size <= limit and not message.get("more_body", False)
+
+
 def _node_key(body: bytes, authorization: str) -> str:
     """The node key of a read body (``node_key`` or ``Authorization: NodeKey``), "" when there is none."""
     try:
@@ -135,23 +189,32 @@ def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
 
 
 class ServerApp(FastAPI):
-    """The server's FastAPI application: distributed reads take the fast path first."""
+    """The server's FastAPI application: agents' reads and logs take their fast paths first."""
 
     fast_read: FastReadMiddleware | None = None
+    fast_log: FastLogHandler | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_read is not None and scope["type"] == "http" and scope["path"] in READ_PATHS:
-            await self.fast_read(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if self.fast_read is not None and path in READ_PATHS:
+                await self.fast_read(scope, receive, send)
+                return
+            if self.fast_log is not None and path in LOG_PATHS:
+                await self.fast_log(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def install_fast_read(app: ServerApp, settings: Any = None) -> None:
-    """Answer idle reads before every middleware of ``app``; the rest goes through the full app."""
-    app.fast_read = FastReadMiddleware(partial(FastAPI.__call__, app), owner=app,
-                                       limits=BodyLimits.from_settings(settings))
+    """Serve agents' reads and logs before every middleware of ``app``; the rest goes through the full app."""
+    full_app = partial(FastAPI.__call__, app)
+    limits = BodyLimits.from_settings(settings)
+    app.fast_read = FastReadMiddleware(full_app, owner=app, limits=limits)
+    app.fast_log = FastLogHandler(full_app, owner=app, limits=limits)
 
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["EMPTY_READ", "READ_PATHS", "FastReadMiddleware", "ServerApp", "install_fast_read"]
+__all__ = ["EMPTY_READ", "LOG_PATHS", "READ_PATHS", "FastLogHandler", "FastReadMiddleware", "ServerApp",
+           "install_fast_read"]

@@ -50,7 +50,7 @@ def _state(request: Request) -> ServerState:
     return state
 
 
-def _answer(body: dict[str, Any]) -> JSONResponse:
+def json_answer(body: dict[str, Any]) -> JSONResponse:
     if body.get("node_invalid"):
         return JSONResponse(body, status_code=401)
     return JSONResponse(body, status_code=400 if "error" in body else 200)
@@ -100,20 +100,20 @@ BAD_JSON = {"error": "request body is not a JSON object"}
 async def enroll(request: Request) -> JSONResponse:
     body = await _json(request)
     if body is None:
-        return _answer(dict(BAD_JSON))
-    return _answer(await run_in_threadpool(agent_api.enroll_agent, _state(request), body))
+        return json_answer(dict(BAD_JSON))
+    return json_answer(await run_in_threadpool(agent_api.enroll_agent, _state(request), body))
 
 
 async def config(request: Request) -> JSONResponse:
     body = await _json(request)
     if body is None:
-        return _answer(dict(BAD_JSON))
+        return json_answer(dict(BAD_JSON))
     host = await _host(request, body)
     answer = None if host is None else await run_in_threadpool(agent_api.host_config, _state(request), host)
-    return _answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
+    return json_answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
 
 
-def _log_sync(state: ServerState, raw: bytes, content_encoding: str, authorization: str) -> dict[str, Any]:
+def log_sync(state: ServerState, raw: bytes, content_encoding: str, authorization: str) -> dict[str, Any]:
     """All of ``/log`` but reading the body: parsing a large body, finding the host and the
     database work happen in one worker thread, off the event loop."""
     body = _parse(raw, content_encoding)
@@ -132,7 +132,7 @@ def _log_sync(state: ServerState, raw: bytes, content_encoding: str, authorizati
 async def log(request: Request) -> JSONResponse:
     raw = await request.body()
     headers = request.headers
-    return _answer(await run_in_threadpool(_log_sync, _state(request), raw, headers.get("content-encoding", ""),
+    return json_answer(await run_in_threadpool(log_sync, _state(request), raw, headers.get("content-encoding", ""),
                                            headers.get("authorization", "")))
 
 
@@ -142,27 +142,27 @@ EMPTY_READ = json.dumps({"queries": {}, "discovery": {}}, separators=(",", ":"))
 async def distributed_read(request: Request) -> Response:
     body = await _json(request)
     if body is None:
-        return _answer(dict(BAD_JSON))
+        return json_answer(dict(BAD_JSON))
     quick, host = agent_api.quick_read(_state(request), _node_key(request, body))
     if quick is not None:  # nothing due: answered from memory on the event loop
         if not quick["queries"] and len(quick) == 2:
             return Response(EMPTY_READ, media_type="application/json")
-        return _answer(quick)
+        return json_answer(quick)
     if host is None:
         host = await _host(request, body)
     if host is None:
-        return _answer(dict(agent_api.NODE_INVALID))
-    return _answer(await run_in_threadpool(agent_api.distributed_read, _state(request), host))
+        return json_answer(dict(agent_api.NODE_INVALID))
+    return json_answer(await run_in_threadpool(agent_api.distributed_read, _state(request), host))
 
 
 async def distributed_write(request: Request) -> JSONResponse:
     body = await _json(request)
     if body is None:
-        return _answer(dict(BAD_JSON))
+        return json_answer(dict(BAD_JSON))
     host = await _host(request, body)
     if host is None:
-        return _answer(dict(agent_api.NODE_INVALID))
-    return _answer(await agent_api.distributed_write(_state(request), host, body, _public_ip(request)))
+        return json_answer(dict(agent_api.NODE_INVALID))
+    return json_answer(await agent_api.distributed_write(_state(request), host, body, _public_ip(request)))
 
 
 for _prefix in PREFIXES:
