@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from hostql.server.api.deps import token_hash
 from hostql.server.storage.db import Database
@@ -138,3 +140,18 @@ class SharedClient:
     def close(self) -> None:
         self.client.__exit__(None, None, None)
         self.database.dispose()
+
+
+@contextmanager
+def recorded_statements(database: Database) -> Iterator[list[str]]:
+    """The SQL statements ``database`` runs inside the block, in order."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)

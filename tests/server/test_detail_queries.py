@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from osquery_agent_helpers import add_secret, answer_all, configure, enroll, real_host_details, real_rows
-from sqlalchemy import event, func, select
+from server_helpers import recorded_statements
+from sqlalchemy import func, select
 
 import hostql
 from hostql.server.services import checkin, host_status
@@ -251,19 +252,11 @@ def test_idle_read_does_no_database_write_and_uses_the_cache(client: TestClient,
     key = enroll(client, "s", "idle", real_host_details())
     _write(client, key, answer_all(_read(client, key)["queries"]))
     assert _read(client, key)["queries"] == {}  # reloads the host once after the write
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     helper = checkin.checkin_for(state)
     hits = helper.cache.hits
-    event.listen(database.engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(database) as statements:
         for _ in range(5):
             assert _read(client, key) == {"queries": {}, "discovery": {}}
-    finally:
-        event.remove(database.engine, "before_cursor_execute", count)
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
     assert writes == []
     assert not [s for s in statements if "FROM hosts" in s]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from osquery_agent_helpers import add_secret, answer_all, configure, enroll, real_host_details
-from sqlalchemy import event, select
+from server_helpers import recorded_statements
+from sqlalchemy import select
 
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
@@ -38,17 +39,9 @@ def test_idle_reads_run_no_sql_and_new_labels_still_go_out(client: TestClient, d
     # Labels stay "due" (the host answered none), but none applies: after one read loads the
     # label and policy sets, reads need no database at all.
     assert _read(client, key)["queries"] == {}
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(database) as statements:
         for _ in range(5):
             assert _read(client, key) == {"queries": {}, "discovery": {}}
-    finally:
-        event.remove(database.engine, "before_cursor_execute", count)
     assert statements == []
     with database.session() as session:  # a change made through the ORM reaches the next read at once
         label = Label(name="everywhere", query="SELECT 2", platform="")
