@@ -302,14 +302,18 @@ def _campaign_answer(campaign_id: int, ok: bool, rows: list[dict[str, Any]], mes
     return CampaignAnswer(campaign_id, rows, None if ok else (str(message or "") or "query failed"))
 
 
+def _write_parts(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A write's ``queries``, ``statuses`` and ``messages`` objects (empty when missing or not objects)."""
+    parts = (body.get("queries"), body.get("statuses"), body.get("messages"))
+    results, statuses, messages = (part if isinstance(part, dict) else {} for part in parts)
+    return results, statuses, messages
+
+
 def live_only_write(body: dict[str, Any]) -> list[CampaignAnswer] | None:
     """The answers of a ``distributed/write`` that holds live-query results only (the common
     write while a campaign runs), or None when it holds anything else: such a write needs no
     database at all, the answers go straight to the campaigns' listeners."""
-    results = body.get("queries") if isinstance(body.get("queries"), dict) else {}
-    statuses = body.get("statuses") if isinstance(body.get("statuses"), dict) else {}
-    messages = body.get("messages") if isinstance(body.get("messages"), dict) else {}
-    results, statuses, messages = results or {}, statuses or {}, messages or {}
+    results, statuses, messages = _write_parts(body)
     answers = []
     for name in sorted(set(results) | set(statuses)):
         campaign_id = _suffix_id(name, CAMPAIGN) if name.startswith(CAMPAIGN) else None
@@ -357,10 +361,7 @@ def _set_policy(session: Session, host: Host, policy_id: int, passes: bool | Non
 def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetime, *,
                 features: dict[str, bool] | None = None) -> WriteReport:
     """Store one ``distributed/write`` for ``host`` (attached to ``session``)."""
-    results = body.get("queries") if isinstance(body.get("queries"), dict) else {}
-    statuses = body.get("statuses") if isinstance(body.get("statuses"), dict) else {}
-    messages = body.get("messages") if isinstance(body.get("messages"), dict) else {}
-    results, statuses, messages = results or {}, statuses or {}, messages or {}
+    results, statuses, messages = _write_parts(body)
     report = WriteReport()
     ctx = IngestContext(session=session, host=host, now=now, **(features or {}))
     detail_seen = False
