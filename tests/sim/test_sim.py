@@ -143,21 +143,22 @@ def test_schedule_names_and_percentile() -> None:
 
 def test_cli_ends_early_on_sigterm_and_still_reports(server: ServerProc, tmp_path: Path) -> None:
     report_file = tmp_path / "report.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hostql", "sim", "--server", server.url, "--ca", server.ca,
-         "--enroll-secret", server.enroll_secret, "--hosts", "2", "--start-period", "0", "--query-interval", "1",
-         "--duration", "600", "--seed", "8", "--json-report", str(report_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _enrolled(server, "sim-8-") < 2:
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)  # far less than the 600 s asked for
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # Popen as a context manager closes its pipes even when an assertion fails inside.
+    with subprocess.Popen(
+            [sys.executable, "-m", "hostql", "sim", "--server", server.url, "--ca", server.ca,
+             "--enroll-secret", server.enroll_secret, "--hosts", "2", "--start-period", "0", "--query-interval", "1",
+             "--duration", "600", "--seed", "8", "--json-report", str(report_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _enrolled(server, "sim-8-") < 2:
+                time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)  # far less than the 600 s asked for
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert process.returncode == 0, out + err
     report = json.loads(report_file.read_text(encoding="utf-8"))
     assert report["enrolled"] == 2 and report["errors"] == 0 and report["elapsed_s"] < 600

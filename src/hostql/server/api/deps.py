@@ -48,7 +48,10 @@ def get_session(state: State) -> Iterator[OrmSession]:
         yield session
 
 
-DbSession = Annotated[OrmSession, Depends(get_session)]
+# scope="function": commit before the response is sent.  FastAPI's default ("request") runs the
+# exit code after the response, so a client could act on its answer (a login's token, a created
+# query's id) before the row was committed and be told it does not exist.
+DbSession = Annotated[OrmSession, Depends(get_session, scope="function")]
 
 
 def token_hash(token: str) -> str:
