@@ -24,9 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from hostql import OSQUERY_VERSION
+from hostql.sim.http import HttpError, HttpPool, Response
 from hostql.sim.stats import SimStats
 from hostql.sim.template import Identity, Templates, live_rows, vary_row
 
@@ -76,7 +75,7 @@ class SimContext:
     """What every agent of one simulation shares."""
 
     options: SimOptions
-    client: httpx.AsyncClient
+    client: HttpPool
     stats: SimStats
     templates: Templates
     slots: asyncio.Semaphore = field(init=False)
@@ -94,15 +93,15 @@ class SimContext:
         async with self.slots:
             start = time.perf_counter()
             try:
-                response = await self.client.post(PATHS[endpoint], content=content, headers=headers)
-            except httpx.HTTPError as exc:
+                response = await self.client.post(PATHS[endpoint], content, headers)
+            except HttpError as exc:
                 self.stats.record(endpoint, time.perf_counter() - start, False)
                 self.stats.error(endpoint, exc.__class__.__name__, str(exc) or repr(exc))
                 return Reply()
             elapsed = time.perf_counter() - start
         return self._judge(endpoint, elapsed, response)
 
-    def _judge(self, endpoint: str, elapsed: float, response: httpx.Response) -> Reply:
+    def _judge(self, endpoint: str, elapsed: float, response: Response) -> Reply:
         try:
             parsed = json.loads(response.content or b"{}")
         except ValueError:

@@ -3,9 +3,9 @@
     hostql sim --server https://127.0.0.1:8080 --ca hostql-data/ca.pem \\
         --enroll-secret "$(cat hostql-data/enroll_secret)" --hosts 1000 --start-period 30 --duration 120
 
-Every host has its own uuid, hostname and node key; all share one
-``httpx.AsyncClient`` (HTTP/1.1 keep-alive, at most ``--connections``
-connections).  Hosts start spread over ``--start-period`` seconds.  At the
+Every host has its own uuid, hostname and node key; all share one pool of
+HTTP/1.1 keep-alive connections (at most ``--connections``; see
+:mod:`hostql.sim.http`).  Hosts start spread over ``--start-period`` seconds.  At the
 end a summary gives per-endpoint request counts, errors and latency
 percentiles; ``--json-report FILE`` writes the same as JSON.  The exit code
 is 0 when no request failed, 1 otherwise.  See docs/sim.md.
@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from hostql.sim.agent import SimAgent, SimContext, SimOptions
+from hostql.sim.http import HttpPool
 from hostql.sim.stats import SimStats, format_report
 from hostql.sim.template import Identity, Templates
 
@@ -46,23 +45,20 @@ class Simulation:
         self.options = options
         self.stats = SimStats()
         self.templates = Templates()
-        self.client: httpx.AsyncClient | None = None
+        self.client: HttpPool | None = None
         self.agents: list[SimAgent] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _verify(self) -> ssl.SSLContext | bool:
+    def _verify(self) -> ssl.SSLContext | None:
         if not self.options.server.startswith("https:"):
-            return False
+            return None
         context = ssl.create_default_context(cafile=self.options.ca) if self.options.ca else \
             ssl.create_default_context()
         return context
 
     async def __aenter__(self) -> Simulation:
-        limit = max(1, self.options.connections)
-        self.client = httpx.AsyncClient(
-            base_url=self.options.server.rstrip("/"), verify=self._verify(), http2=False,
-            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=120.0),
-            timeout=httpx.Timeout(self.options.timeout, pool=None))
+        self.client = HttpPool(self.options.server, verify=self._verify(), size=max(1, self.options.connections),
+                               timeout=self.options.timeout)
         await self.templates.load_host_details()
         return self
 
