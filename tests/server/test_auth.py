@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import PASSWORD, assert_fleet_error, auth, make_user
-from sqlalchemy import select
+from server_helpers import PASSWORD, assert_fleet_error, auth, make_user, recorded_statements
+from sqlalchemy import select, update
 
+from hostql.server.api.deps import token_hash
 from hostql.server.app import create_app
 from hostql.server.services import auth as auth_service
 from hostql.server.state import ServerState
@@ -176,6 +177,33 @@ def test_sessions_expire(client: TestClient, database: Database, jane: str) -> N
     response = client.get("/api/v1/fleet/me", headers=auth(token))
     assert response.status_code == 401
     assert_fleet_error(response.json())
+    with database.session() as session:  # the expired row is gone
+        assert session.scalars(select(Session).where(Session.key_hash == token_hash(token))).first() is None
+
+
+def _is_write(statement: str) -> bool:
+    return statement.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def test_authenticated_reads_write_nothing_and_access_times_are_coarse(client: TestClient, database: Database,
+                                                                       jane: str) -> None:
+    # A request runs its dependencies and its endpoint on different worker threads; a write in
+    # the request's transaction during authentication held SQLite's write lock across that hop
+    # and deadlocked a busy server.  The access time is written in a transaction of its own,
+    # and only when a minute old.
+    token = login(client, jane).json()["token"]
+    with recorded_statements(database) as statements:
+        assert client.get("/api/v1/fleet/hosts", headers=auth(token)).status_code == 200
+    assert [s for s in statements if _is_write(s)] == []
+    stale = utcnow() - auth_service.ACCESS_RESOLUTION - timedelta(seconds=1)
+    with database.session() as session:
+        session.execute(update(Session).where(Session.key_hash == token_hash(token)).values(accessed_at=stale))
+    with recorded_statements(database) as statements:
+        assert client.get("/api/v1/fleet/hosts", headers=auth(token)).status_code == 200
+    assert [s.split()[0] for s in statements if _is_write(s)] == ["UPDATE"]
+    with database.session() as session:
+        row = session.scalars(select(Session).where(Session.key_hash == token_hash(token))).one()
+        assert row.accessed_at > stale
 
 
 def test_session_duration_comes_from_settings(database: Database, jane: str) -> None:

@@ -14,12 +14,14 @@ byte of the answer arrived is sent again, once, on a new connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
+CLOSE_WAIT = 2.0  # seconds aclose() waits for the connections to close
 
 
 class HttpError(Exception):
@@ -63,6 +65,10 @@ class _Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
 
 
 class _NothingReceived(Exception):
@@ -177,10 +183,15 @@ class HttpPool:
         return Response(status, headers, body)
 
     async def aclose(self) -> None:
+        """Close every connection and wait (briefly) until they are closed, so that none is
+        left for the garbage collector when the event loop ends."""
         self._idle.clear()
-        for connection in list(self._open):
-            connection.close()
+        closing = list(self._open)
         self._open.clear()
+        for connection in closing:
+            connection.close()
+        if closing:
+            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in closing], timeout=CLOSE_WAIT)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

@@ -109,7 +109,8 @@ def current_session(request: Request, session: DbSession) -> Session:
     if not token:
         raise AuthenticationRequired("Authorization header required", name="base")
     row = auth.find_session(session, token)
-    if row is None:
+    auth.note_use(request.app.state.hostql.database, row)
+    if row is None or auth.expired(row):
         raise AuthenticationRequired("invalid or expired session", name="base")
     return row
 

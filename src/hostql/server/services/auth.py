@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hostql.server.api.deps import token_hash
 from hostql.server.errors import ValidationFailed
@@ -32,6 +33,8 @@ from hostql.server.storage.models import Session, User, utcnow
 
 SESSION_KEY_BYTES = 64
 DEFAULT_SESSION_DURATION = timedelta(days=5)
+# A session's access time is written at most this often (each write is a transaction of its own).
+ACCESS_RESOLUTION = timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 48
 
@@ -135,17 +138,37 @@ def create_session(session: OrmSession, user: User, settings: Any = None) -> tup
     return token, row
 
 
+def expired(row: Session) -> bool:
+    return row.expires_at is not None and row.expires_at <= utcnow()
+
+
 def find_session(session: OrmSession, token: str) -> Session | None:
-    """The unexpired session for ``token`` (its access time refreshed), else ``None``."""
-    row = session.scalars(select(Session).where(Session.key_hash == token_hash(token))).first()
-    now = utcnow()
-    if row is None:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
-        session.delete(row)
-        return None
-    row.accessed_at = now
+    """The session row for ``token``, expired or not (see :func:`expired`).  Read only: a request
+    reports its use with :func:`note_use`."""
+    row: Session | None = session.scalars(select(Session).where(Session.key_hash == token_hash(token))).first()
     return row
+
+
+def note_use(database: Any, row: Session | None) -> None:
+    """Delete ``row`` when it has expired, else refresh its access time (at most once per
+    :data:`ACCESS_RESOLUTION`): in a short transaction of its own.
+
+    Never in the request's own transaction: a request runs its dependencies and its endpoint
+    on different worker threads, and one that held SQLite's write lock while it waited for a
+    free worker deadlocked a busy server whose every worker waited for that lock.
+    """
+    if row is None:
+        return
+    moment = utcnow()
+    if expired(row):
+        with database.session() as own:
+            own.execute(delete(Session).where(Session.id == row.id))
+        return
+    if row.accessed_at is not None and moment - row.accessed_at < ACCESS_RESOLUTION:
+        return
+    with database.session() as own:
+        own.execute(update(Session).where(Session.id == row.id).values(accessed_at=moment))
+    set_committed_value(row, "accessed_at", moment)  # shown as is; not a change for the caller's session
 
 
 def delete_user_sessions(session: OrmSession, user_id: int) -> int:
