@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, update
 
+from hostql.server.services import checkin as checkin_module
 from hostql.server.services.checkin import HostCache, checkin_for
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
@@ -25,6 +26,37 @@ def test_a_lookup_older_than_an_invalidation_is_not_cached() -> None:
     cache.invalidate_host(7)  # ... the host is deleted meanwhile ...
     cache.put("key-7", _host(7), before)  # ... and the stale row must not come back
     assert cache.get("key-7") is None
+
+
+def test_other_hosts_changing_does_not_stop_a_lookup_being_cached() -> None:
+    # Under load other hosts are invalidated all the time; a lookup must still be cached
+    # unless its own host or key (or everything) was invalidated since it began.
+    cache = HostCache(ttl=30)
+    before = cache.generation
+    cache.invalidate_host(8)
+    cache.invalidate_key("key-9")
+    cache.put("key-7", _host(7), before)
+    assert cache.get("key-7") is not None
+    cache.invalidate_key("key-7")
+    cache.put("key-7", _host(7), before)  # its key was invalidated after the lookup began
+    assert cache.get("key-7") is None
+    before = cache.generation
+    cache.clear()
+    cache.put("key-7", _host(7), before)
+    assert cache.get("key-7") is None
+
+
+def test_forgetting_old_invalidation_marks_keeps_lookups_in_flight_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkin_module, "INVALIDATIONS_KEPT", 3)
+    cache = HostCache(ttl=30)
+    before = cache.generation
+    for host_id in range(10, 15):  # more marks than kept: all are forgotten
+        cache.invalidate_host(host_id)
+    cache.put("key-7", _host(7), before)
+    assert cache.get("key-7") is None
+    now = cache.generation
+    cache.put("key-7", _host(7), now)
+    assert cache.get("key-7") is not None
 
 
 def test_a_lookup_after_the_last_invalidation_is_cached() -> None:

@@ -60,6 +60,9 @@ class CachedHost:
         self.sets_generation = -1
 
 
+INVALIDATIONS_KEPT = 200_000  # per-host/per-key invalidation marks kept before they are all forgotten
+
+
 class HostCache:
     """node key -> detached Host, with a TTL and invalidation by host id."""
 
@@ -69,9 +72,14 @@ class HostCache:
         self._lock = threading.Lock()
         self._by_key: dict[str, CachedHost] = {}
         self._keys_by_host: dict[int, set[str]] = {}  # so invalidating one host does not scan every entry
-        # Bumped by every invalidation: a lookup that began before one must not
-        # put what it read (possibly a host deleted meanwhile) back in the cache.
+        # Bumped by every invalidation: a lookup that began before an invalidation of its
+        # host or key (or a clear) must not put what it read (possibly a host deleted
+        # meanwhile) back in the cache.  Remembered per host and key: with one global
+        # check, thousands of hosts writing meant almost no lookup was ever cached.
         self.generation = 0
+        self._host_invalidated: dict[int, int] = {}
+        self._key_invalidated: dict[str, int] = {}
+        self._cleared_at = 0
         self.hits = 0
         self.misses = 0
         # Called with committed changes (host ids, or None for all) to tell other instances.
@@ -101,7 +109,7 @@ class HostCache:
         if self.ttl <= 0:
             return
         with self._lock:
-            if generation is not None and generation != self.generation:
+            if generation is not None and self._invalidated_since(generation, node_key, host.id):
                 return
             self._drop(node_key)
             self._by_key[node_key] = CachedHost(self._clock(), host)
@@ -109,20 +117,36 @@ class HostCache:
 
     def invalidate_host(self, host_id: int) -> None:
         with self._lock:
-            self.generation += 1
+            self._bump()
+            self._host_invalidated[host_id] = self.generation
             for key in self._keys_by_host.pop(host_id, ()):
                 self._by_key.pop(key, None)
 
     def invalidate_key(self, node_key: str) -> None:
         with self._lock:
-            self.generation += 1
+            self._bump()
+            self._key_invalidated[node_key] = self.generation
             self._drop(node_key)
 
     def clear(self) -> None:
         with self._lock:
-            self.generation += 1
+            self._bump()
+            self._cleared_at = self.generation
             self._by_key.clear()
             self._keys_by_host.clear()
+
+    def _bump(self) -> None:
+        self.generation += 1
+        if len(self._host_invalidated) + len(self._key_invalidated) > INVALIDATIONS_KEPT:
+            # Forgetting which hosts were invalidated is safe if every lookup in flight is
+            # treated as stale: as a clear would.
+            self._host_invalidated.clear()
+            self._key_invalidated.clear()
+            self._cleared_at = self.generation
+
+    def _invalidated_since(self, generation: int, node_key: str, host_id: int) -> bool:
+        return (self._cleared_at > generation or self._host_invalidated.get(host_id, -1) > generation
+                or self._key_invalidated.get(node_key, -1) > generation)
 
     def __len__(self) -> int:
         return len(self._by_key)
