@@ -107,9 +107,8 @@ class FastLogHandler:
         self.limit = (limits or BodyLimits()).osquery
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.concurrency import run_in_threadpool
-
         from hostql.server import osquery_api
+        from hostql.server.agent_workers import run_for_agent
         from hostql.server.errors import internal_error_response
 
         content_encoding = authorization = ""
@@ -132,7 +131,7 @@ class FastLogHandler:
             await self.app(scope, _replay(body, message, receive), send)
             return
         try:
-            answer = await run_in_threadpool(osquery_api.log_sync, self.owner.state.hostql, body,
+            answer = await run_for_agent(self.owner.state.hostql, osquery_api.log_sync, self.owner.state.hostql, body,
                                              content_encoding, authorization)
             response: Any = osquery_api.json_answer(answer)
         except Exception:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hostql.server import fastjson
+from hostql.server.agent_workers import run_for_agent
 from hostql.server.services import agent_api, checkin
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Host
@@ -83,7 +84,7 @@ def _node_key(request: Request, body: dict[str, Any]) -> str:
 
 
 async def _host(request: Request, body: dict[str, Any]) -> Host | None:
-    return await run_in_threadpool(agent_api.authenticate, _state(request), _node_key(request, body))
+    return await run_for_agent(_state(request), agent_api.authenticate, _state(request), _node_key(request, body))
 
 
 def _public_ip(request: Request) -> str:
@@ -101,7 +102,7 @@ async def enroll(request: Request) -> JSONResponse:
     body = await _json(request)
     if body is None:
         return json_answer(dict(BAD_JSON))
-    return json_answer(await run_in_threadpool(agent_api.enroll_agent, _state(request), body))
+    return json_answer(await run_for_agent(_state(request), agent_api.enroll_agent, _state(request), body))
 
 
 async def config(request: Request) -> JSONResponse:
@@ -109,7 +110,8 @@ async def config(request: Request) -> JSONResponse:
     if body is None:
         return json_answer(dict(BAD_JSON))
     host = await _host(request, body)
-    answer = None if host is None else await run_in_threadpool(agent_api.host_config, _state(request), host)
+    state = _state(request)
+    answer = None if host is None else await run_for_agent(state, agent_api.host_config, state, host)
     return json_answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
 
 
@@ -132,7 +134,8 @@ def log_sync(state: ServerState, raw: bytes, content_encoding: str, authorizatio
 async def log(request: Request) -> JSONResponse:
     raw = await request.body()
     headers = request.headers
-    return json_answer(await run_in_threadpool(log_sync, _state(request), raw, headers.get("content-encoding", ""),
+    state = _state(request)
+    return json_answer(await run_for_agent(state, log_sync, state, raw, headers.get("content-encoding", ""),
                                            headers.get("authorization", "")))
 
 
@@ -152,7 +155,7 @@ async def distributed_read(request: Request) -> Response:
         host = await _host(request, body)
     if host is None:
         return json_answer(dict(agent_api.NODE_INVALID))
-    return json_answer(await run_in_threadpool(agent_api.distributed_read, _state(request), host))
+    return json_answer(await run_for_agent(_state(request), agent_api.distributed_read, _state(request), host))
 
 
 async def distributed_write(request: Request) -> JSONResponse:

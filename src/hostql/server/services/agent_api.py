@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from starlette.concurrency import run_in_threadpool
 
+from hostql.server.agent_workers import run_for_agent
 from hostql.server.logdest import RESULT, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
@@ -217,9 +217,9 @@ async def distributed_write(state: ServerState, host: Host, body: dict[str, Any]
         if setting(state, "live_query_results_to_log", False):
             now = now_for(state)
             lines = [live_result_line(current, answer, now) for answer in campaigns]
-            await run_in_threadpool(router_for(state).write, RESULT, lines)
+            await run_for_agent(state, router_for(state).write, RESULT, lines)
     else:
-        outcome = await run_in_threadpool(host_transaction, state, host.id,
+        outcome = await run_for_agent(state, host_transaction, state, host.id,
                                           lambda: _write_sync(state, host, body, public_ip))
         if outcome is None:
             return dict(NODE_INVALID)

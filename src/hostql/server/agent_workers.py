@@ -1,0 +1,36 @@
+"""The worker threads agent requests run their blocking work in, apart from the API's.
+
+Agent traffic (enroll, config, logs, distributed reads and writes) is thousands of
+small transactions that SQLite serialises on one write lock.  In the shared pool of
+40 threads they all queued on that lock, each holder got a fortieth of the GIL (so
+held the lock forty times longer), and every API request (a login, a live-query
+campaign, its WebSocket's set-up) waited behind them for a free thread.  A few
+threads of their own give the same agent throughput (the writes are serial
+anyway) and leave the shared pool to the API.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+
+T = TypeVar("T")
+
+AGENT_WORKERS = 8
+_KEY = "agent_workers"
+
+
+def limiter_for(extras: dict[str, Any]) -> CapacityLimiter:
+    limiter = extras.get(_KEY)
+    if not isinstance(limiter, CapacityLimiter):
+        limiter = extras.setdefault(_KEY, CapacityLimiter(AGENT_WORKERS))
+    return limiter
+
+
+async def run_for_agent(state: Any, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in one of the agent worker threads of ``state``."""
+    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter_for(state.extras))
