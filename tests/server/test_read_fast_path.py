@@ -126,3 +126,28 @@ def test_logs_take_the_fast_path_with_the_full_paths_answers(client: TestClient,
     monkeypatch.setattr(agent_api, "host_log", broken)
     failed = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [line]})
     assert failed.status_code == 500 and failed.json()["message"] == "Internal server error"
+
+
+def test_a_cached_host_is_identified_without_a_worker_thread(client: TestClient, database: Database,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Agent workers may all be waiting for SQLite's write lock; a live-query answer (or a config
+    # fetch) from a host the node-key cache holds must not queue behind them just to be identified.
+    from hostql.server import osquery_api
+    from hostql.server.services import agent_api
+
+    add_secret(database, "s")
+    key = enroll(client, "s", "cached", real_host_details())
+    assert _read(client, key)["queries"]  # the host is looked up (and cached)
+    identified: list[str] = []
+    real_authenticate = agent_api.authenticate
+
+    def authenticate(state: ServerState, node_key: str) -> Host | None:
+        identified.append(node_key)
+        return real_authenticate(state, node_key)
+
+    monkeypatch.setattr(osquery_api.agent_api, "authenticate", authenticate)
+    reply = client.post("/api/osquery/distributed/write", json={"node_key": key, "queries": {}, "statuses": {}})
+    assert reply.status_code == 200 and reply.json() == {}
+    assert identified == []
+    reply = client.post("/api/osquery/distributed/write", json={"node_key": "not-enrolled", "queries": {}})
+    assert reply.json().get("node_invalid") is True and identified == ["not-enrolled"]

@@ -84,7 +84,13 @@ def _node_key(request: Request, body: dict[str, Any]) -> str:
 
 
 async def _host(request: Request, body: dict[str, Any]) -> Host | None:
-    return await run_for_agent(_state(request), agent_api.authenticate, _state(request), _node_key(request, body))
+    state, node_key = _state(request), _node_key(request, body)
+    host = agent_api.cached_host(state, node_key)
+    if host is not None:
+        return host
+    # A worker thread only for a cache miss: agent workers may all be waiting for SQLite's
+    # write lock, and a live-query answer must not queue behind them just to be identified.
+    return await run_for_agent(state, agent_api.authenticate, state, node_key)
 
 
 def _public_ip(request: Request) -> str:

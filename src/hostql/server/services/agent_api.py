@@ -88,6 +88,17 @@ def authenticate(state: ServerState, node_key: str) -> Host | None:
     return host
 
 
+def cached_host(state: ServerState, node_key: str) -> Host | None:
+    """The host behind ``node_key`` when the node-key cache holds it (seen time marked), else
+    None.  Memory only, so it runs on the event loop: a request whose host is cached (nearly
+    all) needs no worker thread just to find out who sent it."""
+    helper = checkin.checkin_for(state)
+    host = helper.cache.get(node_key) if node_key else None
+    if host is not None:
+        helper.mark_seen(host, now_for(state))
+    return host
+
+
 def enroll_agent(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
     try:
         with state.database.session() as session:
@@ -229,5 +240,5 @@ async def distributed_write(state: ServerState, host: Host, body: dict[str, Any]
     return {}
 
 
-__all__ = ["NODE_INVALID", "EnrollFailed", "authenticate", "distributed_read", "distributed_write",
+__all__ = ["NODE_INVALID", "EnrollFailed", "authenticate", "cached_host", "distributed_read", "distributed_write",
            "enroll_agent", "host_config", "host_log", "now_for"]
