@@ -108,7 +108,8 @@ async def enroll(request: Request) -> JSONResponse:
     body = await _json(request)
     if body is None:
         return json_answer(dict(BAD_JSON))
-    return json_answer(await run_for_agent(_state(request), agent_api.enroll_agent, _state(request), body))
+    state = _state(request)
+    return json_answer(await run_for_agent(state, agent_api.enroll_agent, state, body))
 
 
 async def config(request: Request) -> JSONResponse:
@@ -161,7 +162,8 @@ async def distributed_read(request: Request) -> Response:
         host = await _host(request, body)
     if host is None:
         return json_answer(dict(agent_api.NODE_INVALID))
-    return json_answer(await run_for_agent(_state(request), agent_api.distributed_read, _state(request), host))
+    state = _state(request)
+    return json_answer(await run_for_agent(state, agent_api.distributed_read, state, host))
 
 
 async def distributed_write(request: Request) -> JSONResponse:

@@ -108,9 +108,8 @@ def current_session(request: Request, session: DbSession) -> Session:
     token = bearer_token(request)
     if not token:
         raise AuthenticationRequired("Authorization header required", name="base")
-    row = auth.find_session(session, token)
-    auth.note_use(request.app.state.hostql.database, row)
-    if row is None or auth.expired(row):
+    row = auth.valid_session(request.app.state.hostql.database, session, token)
+    if row is None:
         raise AuthenticationRequired("invalid or expired session", name="base")
     return row
 

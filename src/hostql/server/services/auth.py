@@ -138,18 +138,19 @@ def create_session(session: OrmSession, user: User, settings: Any = None) -> tup
     return token, row
 
 
-def expired(row: Session) -> bool:
+def valid_session(database: Any, session: OrmSession, token: str) -> Session | None:
+    """The unexpired session for ``token``, else ``None``.  Read only in ``session`` (the
+    request's); the use is recorded by :func:`_note_use` in a transaction of its own."""
+    row = session.scalars(select(Session).where(Session.key_hash == token_hash(token))).first() if token else None
+    _note_use(database, row)
+    return None if row is None or _expired(row) else row
+
+
+def _expired(row: Session) -> bool:
     return row.expires_at is not None and row.expires_at <= utcnow()
 
 
-def find_session(session: OrmSession, token: str) -> Session | None:
-    """The session row for ``token``, expired or not (see :func:`expired`).  Read only: a request
-    reports its use with :func:`note_use`."""
-    row: Session | None = session.scalars(select(Session).where(Session.key_hash == token_hash(token))).first()
-    return row
-
-
-def note_use(database: Any, row: Session | None) -> None:
+def _note_use(database: Any, row: Session | None) -> None:
     """Delete ``row`` when it has expired, else refresh its access time (at most once per
     :data:`ACCESS_RESOLUTION`): in a short transaction of its own.
 
@@ -160,7 +161,7 @@ def note_use(database: Any, row: Session | None) -> None:
     if row is None:
         return
     moment = utcnow()
-    if expired(row):
+    if _expired(row):
         with database.session() as own:
             own.execute(delete(Session).where(Session.id == row.id))
         return

@@ -72,9 +72,8 @@ def _user_for_token(state: ServerState, token: str) -> User:
     from hostql.server.services import auth
 
     with state.database.session() as session:
-        login = auth.find_session(session, token) if token else None
-        auth.note_use(state.database, login)
-        user = session.get(User, login.user_id) if login is not None and not auth.expired(login) else None
+        login = auth.valid_session(state.database, session, token)
+        user = session.get(User, login.user_id) if login is not None else None
         if user is None or user.disabled:
             raise StreamError("unauthorized: invalid or expired token")
         if not authz.meets(authz.best_role(user), "observer"):
