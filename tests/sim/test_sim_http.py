@@ -42,7 +42,7 @@ async def run(handler: Handler, client: Callable[[HttpPool], Awaitable[object]],
 
     port = free_port()
     server = await asyncio.start_server(serve, "127.0.0.1", port)
-    pool = HttpPool(f"http://127.0.0.1:{port}", size=4, timeout=timeout)
+    pool = HttpPool(f"http://127.0.0.1:{port}", timeout=timeout)
     try:
         result = await client(pool)
     finally:
@@ -144,3 +144,31 @@ def test_no_answer_is_a_timeout_and_a_closed_port_a_connect_error() -> None:
     asyncio.run(refused())
     with pytest.raises(ValueError, match="not an http"):
         HttpPool("ftp://example.com")
+
+
+def test_the_simulation_holds_at_most_connections_requests_and_connections() -> None:
+    from hostql.sim.agent import SimContext, SimOptions
+    from hostql.sim.stats import SimStats
+    from hostql.sim.template import Templates
+
+    in_flight = peak = 0
+
+    async def handler(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal in_flight, peak
+        while True:
+            await read_request(reader)
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.02)
+            in_flight -= 1
+            writer.write(answer(b"{}"))
+            await writer.drain()
+
+    async def client(pool: HttpPool) -> object:
+        ctx = SimContext(SimOptions(server="http://unused", enroll_secret="s", connections=2), pool, SimStats(),
+                         Templates())
+        replies = await asyncio.gather(*(ctx.post("config", {"node_key": "k"}) for _ in range(8)))
+        return [reply.body for reply in replies]
+
+    bodies, connections = asyncio.run(run(handler, client))
+    assert bodies == [{}] * 8 and connections == 2 and peak == 2

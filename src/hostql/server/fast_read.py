@@ -18,8 +18,9 @@ answer raised (the full path then reports the error as for any request).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +36,36 @@ _JSON = (b"content-type", b"application/json")
 _EMPTY_START: Message = {"type": "http.response.start", "status": 200,
                          "headers": [_JSON, (b"content-length", str(len(EMPTY_READ)).encode())]}
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": EMPTY_READ}
+
+
+class RequestHeaders(NamedTuple):
+    """What both fast paths read in a request's raw ASGI headers (of a repeated header, the last)."""
+
+    fits: bool  # no Content-Length over the body limit (or not a number)
+    content_encoding: bytes | None  # None without a Content-Encoding header
+    authorization: bytes  # b"" without an Authorization header
+
+
+_PLAIN = RequestHeaders(True, None, b"")  # the usual request (osquery sends its node key in the body)
+
+
+def request_headers(headers: Iterable[tuple[bytes, bytes]], limit: int) -> RequestHeaders:
+    """One pass over ``headers``; values stay bytes (callers decode what they use), and the usual
+    request gets the shared :data:`_PLAIN`, so nothing is allocated for it."""
+    fits = True
+    content_encoding: bytes | None = None
+    authorization = b""
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > limit:
+                fits = False
+        elif name == b"content-encoding":
+            content_encoding = value
+        elif name == b"authorization":
+            authorization = value
+    if fits and content_encoding is None and not authorization:
+        return _PLAIN
+    return RequestHeaders(fits, content_encoding, authorization)
 
 
 class FastReadMiddleware:
@@ -69,19 +100,12 @@ class FastReadMiddleware:
 
     def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
         """False for a read this path leaves to the app whatever its body (gzip, over the limit)."""
-        for name, value in headers:
-            if name == b"content-encoding" or (name == b"content-length"
-                                               and (not value.isdigit() or int(value) > self.limit)):
-                return False
-        return True
+        found = request_headers(headers, self.limit)
+        return found.fits and found.content_encoding is None
 
     def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes | None:
         """The JSON body answering this read from memory (:data:`EMPTY_READ` itself when empty), or None."""
-        authorization = ""
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-        node_key = _node_key(body, authorization)
+        node_key = _node_key(body, headers, self.limit)
         if not node_key:
             return None
         try:
@@ -111,15 +135,10 @@ class FastLogHandler:
         from hostql.server.agent_workers import run_for_agent
         from hostql.server.errors import internal_error_response
 
-        content_encoding = authorization = ""
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await self.app(scope, receive, send)  # too big: the full path answers 413
-                return
-            if name == b"content-encoding":
-                content_encoding = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
+        found = request_headers(scope["headers"], self.limit)
+        if not found.fits:
+            await self.app(scope, receive, send)  # too big: the full path answers 413
+            return
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -132,7 +151,8 @@ class FastLogHandler:
             return
         try:
             answer = await run_for_agent(self.owner.state.hostql, osquery_api.log_sync, self.owner.state.hostql, body,
-                                             content_encoding, authorization)
+                                         (found.content_encoding or b"").decode("latin-1"),
+                                         found.authorization.decode("latin-1"))
             response: Any = osquery_api.json_answer(answer)
         except Exception:
             _log.exception("Unhandled error on POST %s", scope["path"])
@@ -158,8 +178,9 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message, bool]
     return body, message, size <= limit and not message.get("more_body", False)
 
 
-def _node_key(body: bytes, authorization: str) -> str:
-    """The node key of a read body (``node_key`` or ``Authorization: NodeKey``), "" when there is none."""
+def _node_key(body: bytes, headers: Iterable[tuple[bytes, bytes]], limit: int) -> str:
+    """The node key of a read body (``node_key`` or ``Authorization: NodeKey``), "" when there is none.
+    The headers are only read when the body has no node key."""
     try:
         parsed = fastjson.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
@@ -169,7 +190,7 @@ def _node_key(body: bytes, authorization: str) -> str:
     key = parsed.get("node_key")
     if isinstance(key, str) and key:
         return key
-    scheme, _, value = authorization.partition(" ")
+    scheme, _, value = request_headers(headers, limit).authorization.decode("latin-1").partition(" ")
     return value.strip() if scheme.lower() == "nodekey" else ""
 
 

@@ -82,6 +82,8 @@ class SimContext:
     headers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
+        # The one bound on requests in flight, hence on the pool's connections (--connections); here, not in
+        # the pool, so that a request's latency is timed from the moment it holds a slot.
         self.slots = asyncio.Semaphore(max(1, self.options.connections))
         self.headers = {"Content-Type": "application/json", "Accept": "application/json",
                         "User-Agent": f"osquery/{OSQUERY_VERSION}"}

@@ -76,10 +76,11 @@ class _NothingReceived(Exception):
 
 
 class HttpPool:
-    """At most ``size`` keep-alive connections to the server of ``base_url``."""
+    """Keep-alive connections to the server of ``base_url``, reused: one is opened only when none
+    is idle, so there are never more than the requests ever in flight at once.  The caller bounds
+    those (the simulator: :attr:`hostql.sim.agent.SimContext.slots`, ``--connections``)."""
 
-    def __init__(self, base_url: str, *, verify: ssl.SSLContext | None = None, size: int = 64,
-                 timeout: float = 16.0) -> None:
+    def __init__(self, base_url: str, *, verify: ssl.SSLContext | None = None, timeout: float = 16.0) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -92,19 +93,17 @@ class HttpPool:
         self.timeout = timeout
         self._host_header = parts.netloc
         self._idle: deque[_Connection] = deque()
-        self._slots = asyncio.Semaphore(max(1, size))
         self._open: set[_Connection] = set()
 
     async def post(self, path: str, content: bytes, headers: dict[str, str]) -> Response:
         head = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {self._host_header}", f"Content-Length: {len(content)}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + content
-        async with self._slots:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await self._exchange(request)
-            except TimeoutError:
-                raise Timeout(f"no answer within {self.timeout:g} s") from None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._exchange(request)
+        except TimeoutError:
+            raise Timeout(f"no answer within {self.timeout:g} s") from None
 
     async def _exchange(self, request: bytes) -> Response:
         connection, reused = self._take_idle(), True

@@ -57,8 +57,7 @@ class Simulation:
         return context
 
     async def __aenter__(self) -> Simulation:
-        self.client = HttpPool(self.options.server, verify=self._verify(), size=max(1, self.options.connections),
-                               timeout=self.options.timeout)
+        self.client = HttpPool(self.options.server, verify=self._verify(), timeout=self.options.timeout)
         await self.templates.load_host_details()
         return self
 
