@@ -18,7 +18,7 @@ from hostql.server.services.agent_config import parse_schedule_name
 from hostql.server.services.logs import prune_reports
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import AppConfig, Host, Query, QueryResult
+from hostql.server.storage.models import AppConfig, Host, Query, QueryReport
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +50,11 @@ def _query(database: Database, name: str, **kw: Any) -> int:
 
 def _report(database: Database, query_id: int) -> list[dict[str, Any]]:
     with database.session() as session:
-        return [r.data for r in session.scalars(select(QueryResult).where(QueryResult.query_id == query_id)
-                                                .order_by(QueryResult.id))]
+        reports = session.scalars(select(QueryReport).where(QueryReport.query_id == query_id)
+                                  .order_by(QueryReport.host_id))
+        rows = [row for report in reports for row in json.loads(report.rows)]
+        assert all(isinstance(row, dict) for row in rows)
+        return rows
 
 
 @pytest.fixture
@@ -77,8 +80,9 @@ def test_snapshot_report_is_stored_and_replaced(client: TestClient, database: Da
     _log(client, key, "result", [_snapshot("pack::Global::uptime", [{"s": "3"}], unix=1_700_000_100)])
     assert _report(database, qid) == [{"s": "3"}]
     with database.session() as session:
-        row = session.scalars(select(QueryResult)).one()
-        assert row.last_fetched == datetime(2026, 5, 1, 10, 0, 0)  # the server's receive time
+        report = session.scalars(select(QueryReport)).one()
+        assert report.last_fetched == datetime(2026, 5, 1, 10, 0, 0)  # the server's receive time
+        assert report.row_count == 1 and report.generation == 2
     _log(client, key, "result", [_snapshot("pack/Global/uptime", [])])
     assert _report(database, qid) == []
     # no automations: nothing went to the result log
@@ -212,7 +216,7 @@ def test_filesystem_rotation(tmp_path: Path) -> None:
     assert max(older) < min(newest)
 
 
-def test_retention_prunes_old_report_rows(client: TestClient, database: Database, key: str,
+def test_retention_prunes_reports_not_refreshed(client: TestClient, database: Database, key: str,
                                          state: ServerState) -> None:
     qid = _query(database, "old")
     state.extras["clock"] = lambda: datetime(2020, 9, 13)
@@ -270,25 +274,61 @@ def test_one_request_is_applied_as_its_lines_in_order(client: TestClient, databa
     assert _report(database, qid) == []
 
 
-def test_a_request_writes_each_report_with_one_delete_and_one_insert(client: TestClient, database: Database,
-                                                                      key: str) -> None:
+def test_a_request_writes_each_report_with_one_statement(client: TestClient, database: Database, key: str) -> None:
     from sqlalchemy import event as sa_event
 
     qid = _query(database, "bulk")
+    diff = _query(database, "diff", logging_type="differential")
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement.split()[0].upper())
 
+    event = {"name": "pack/Global/diff", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}
     lines = [_snapshot("pack/Global/bulk", [{"n": str(i)} for i in range(300)]) for _ in range(3)]
+    lines += [{**event, "counter": i, "action": "added", "columns": {"n": str(i)}} for i in range(300)]
     _log(client, key, "result", lines[:1])  # the first request also prunes old rows (once an hour)
     sa_event.listen(database.engine, "before_cursor_execute", count)
     try:
-        _log(client, key, "result", lines)
+        _log(client, key, "result", lines)  # the snapshot report exists, the differential one is new
+        _log(client, key, "result", lines)  # both exist
     finally:
         sa_event.remove(database.engine, "before_cursor_execute", count)
-    assert statements.count("DELETE") == 1 and statements.count("INSERT") == 1, statements
+    assert statements.count("INSERT") == 1 and statements.count("UPDATE") == 3, statements
+    assert statements.count("DELETE") == 0
     assert _report(database, qid) == [{"n": str(i)} for i in range(300)]
+    assert _report(database, diff) == [{"n": str(i)} for i in range(300)] * 2
+
+
+def test_a_concurrent_change_to_a_report_runs_the_request_again(client: TestClient, database: Database,
+                                                                 key: str, state: ServerState) -> None:
+    """Two requests of one host read the same differential report; the second to write must not
+    overwrite the first's rows (the generation check fails and the request is applied again)."""
+    from hostql.server.services import agent_api, logs
+
+    qid = _query(database, "race", logging_type="differential")
+    event = {"name": "pack/Global/race", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}
+    _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "1"}}])
+    host = agent_api.authenticate(state, key)
+    assert host is not None
+    real_load = logs.ResultProcessor._load
+    interleaved: list[bool] = []
+
+    def load_then_let_another_request_write(self: logs.ResultProcessor, query_id: int, report: Any) -> Any:
+        rows = real_load(self, query_id, report)
+        if not interleaved:  # only the first attempt: another request of the host commits in between
+            interleaved.append(True)
+            _log(client, key, "result", [{**event, "action": "added", "columns": {"pid": "2"}}])
+        return rows
+
+    logs.ResultProcessor._load = load_then_let_another_request_write  # type: ignore[method-assign]
+    try:
+        answer = agent_api.host_log(state, host, {"log_type": "result",
+                                                  "data": [{**event, "action": "added", "columns": {"pid": "3"}}]})
+    finally:
+        logs.ResultProcessor._load = real_load  # type: ignore[method-assign]
+    assert answer == {} and interleaved == [True]
+    assert _report(database, qid) == [{"pid": "1"}, {"pid": "2"}, {"pid": "3"}]
 
 
 def test_query_lookups_are_cached_but_see_changes(client: TestClient, database: Database, key: str) -> None:

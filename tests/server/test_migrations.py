@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from dbservers import DbServer, mariadb_server, postgres_server  # noqa: F401  (fixtures)
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from hostql.server.main import run
 from hostql.server.settings import load_settings
 from hostql.server.startup import check_migrations
 from hostql.server.storage import migrate
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import Base, EnrollSecret, Host, utcnow
+from hostql.server.storage.models import Base, EnrollSecret, Host, Query, QueryReport, utcnow
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -30,7 +32,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def test_prepare_db_migrates_to_models_and_is_idempotent(empty_db_url: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["prepare-db", "--db", empty_db_url]) == 0
-    assert "migrated to revision 0001" in capsys.readouterr().out
+    assert f"migrated to revision {migrate.head_revision()}" in capsys.readouterr().out
     database = Database(empty_db_url)
     try:
         status = migrate.status(database)
@@ -49,7 +51,7 @@ def test_prepare_db_migrates_to_models_and_is_idempotent(empty_db_url: str,
         database.dispose()
 
     assert run(["prepare-db", "--db", empty_db_url]) == 0
-    assert "is up to date (revision 0001)" in capsys.readouterr().out
+    assert f"is up to date (revision {migrate.head_revision()})" in capsys.readouterr().out
     database = Database(empty_db_url)
     try:
         assert migrate.is_up_to_date(database)
@@ -64,7 +66,7 @@ def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
     database = Database(url)
     try:
         status = migrate.status(database)
-        assert status.current == () and status.pending == ("0001",) and not status.up_to_date
+        assert status.current == () and status.pending == ("0001", "0002") and not status.up_to_date
         settings = load_settings({"db": url, "tls": "false"}, {})
         with pytest.raises(ValueError, match=r"setting db .*: .* is not initialised: run `hostql server prepare-db`"):
             check_migrations(settings, database)
@@ -155,3 +157,42 @@ def test_migrations_and_models_agree_on_sqlite_autoincrement(tmp_path: Path) -> 
     finally:
         migrated.dispose()
         created.dispose()
+
+
+def test_query_results_become_one_report_per_query_and_host_and_back(empty_db_url: str) -> None:
+    """0002 moves ``query_results`` (a row per result row) into ``query_reports`` keeping
+    each host's rows in order and the newest receive time; the downgrade splits them again."""
+    if empty_db_url.startswith("sqlite:///"):
+        Path(empty_db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    database = Database(empty_db_url)
+    try:
+        with database.engine.begin() as connection:
+            command.upgrade(migrate.alembic_config(connection), "0001")
+        early, late = datetime(2026, 1, 1, 8, 0), datetime(2026, 1, 2, 9, 30)
+        with database.session() as session:  # hosts and queries are as 0001 made them
+            session.add_all([Host(id=host_id, osquery_host_id=f"h{host_id}", node_key=f"k{host_id}",
+                                  hostname=f"h{host_id}") for host_id in (1, 2)])
+            session.add(Query(id=7, name="q", query="SELECT 1"))
+        with database.engine.begin() as connection:
+            for host_id, data, fetched in ((1, '{"n": "a"}', early), (2, '{"n": "x"}', early),
+                                           (1, '{"n": "b"}', late), (1, '{"n": "\u65e5"}', early)):
+                connection.execute(text("INSERT INTO query_results (query_id, host_id, data, last_fetched)"
+                                        " VALUES (7, :host, :data, :fetched)"),
+                                   {"host": host_id, "data": data, "fetched": fetched})
+        migrate.upgrade(database)
+        assert migrate.schema_diff(database) == []
+        with database.session() as session:
+            reports = {(r.query_id, r.host_id): r for r in session.scalars(select(QueryReport))}
+            assert set(reports) == {(7, 1), (7, 2)}
+            first = reports[(7, 1)]
+            assert json.loads(first.rows) == [{"n": "a"}, {"n": "b"}, {"n": "\u65e5"}]
+            assert first.row_count == 3 and first.last_fetched == late and first.generation == 1
+            assert json.loads(reports[(7, 2)].rows) == [{"n": "x"}] and reports[(7, 2)].last_fetched == early
+        with database.engine.begin() as connection:
+            command.downgrade(migrate.alembic_config(connection), "0001")
+        with database.engine.connect() as connection:
+            rows = connection.execute(text("SELECT host_id, data FROM query_results ORDER BY id")).all()
+        assert [(host, json.loads(data) if isinstance(data, str) else data) for host, data in rows] == [
+            (1, {"n": "a"}), (1, {"n": "b"}), (1, {"n": "\u65e5"}), (2, {"n": "x"})]
+    finally:
+        database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import Activity, Host, Query, QueryResult, ScheduledQueryStats
+from hostql.server.storage.models import Activity, Host, Query, QueryReport, ScheduledQueryStats
 
 Q = "/api/v1/fleet/queries"
 
@@ -101,12 +102,16 @@ def test_list_shows_saved_queries_only_with_stats(client: TestClient, admin_toke
     assert client.get(Q, params={"order_key": "nope"}, headers=auth(admin_token)).status_code == 422
 
 
+def report_of(query_id: int, host_id: int, rows: list[dict[str, str]]) -> QueryReport:
+    return QueryReport(query_id=query_id, host_id=host_id, rows=json.dumps(rows), row_count=len(rows))
+
+
 def test_modify_clears_report_when_sql_changes(client: TestClient, admin_token: str, database: Database) -> None:
     query = create(client, admin_token)
     other = create(client, admin_token, name="other")
     host_id = add_host(database, "web1")
     with database.session() as session:
-        session.add(QueryResult(query_id=query["id"], host_id=host_id, data={"version": "5.0"}))
+        session.add(report_of(query["id"], host_id, [{"version": "5.0"}]))
 
     unchanged = client.patch(f"{Q}/{query['id']}", json={"description": "d", "interval": 60},
                              headers=auth(admin_token))
@@ -182,9 +187,9 @@ def test_reports(client: TestClient, admin_token: str, database: Database, state
     db = add_host(database, "db1")
     with database.session() as session:
         session.get_one(Host, db).display_name = "Database"
-        session.add(QueryResult(query_id=query["id"], host_id=web, data={"model": "USB 2.0 Hub", "vendor": "VIA"}))
-        session.add(QueryResult(query_id=query["id"], host_id=web, data={"model": "Keyboard", "vendor": "Apple"}))
-        session.add(QueryResult(query_id=query["id"], host_id=db, data={"model": "Disk", "vendor": "WD"}))
+        session.add(report_of(query["id"], web, [{"model": "USB 2.0 Hub", "vendor": "VIA"},
+                                                  {"model": "Keyboard", "vendor": "Apple"}]))
+        session.add(report_of(query["id"], db, [{"model": "Disk", "vendor": "WD"}]))
     report = client.get(f"{Q}/{query['id']}/report", headers=auth(admin_token)).json()
     assert report["query_id"] == query["id"] and report["report_clipped"] is False
     assert [(r["host_id"], r["host_name"], r["columns"]["model"]) for r in report["results"]] == [
@@ -213,7 +218,7 @@ def test_team_user_sees_only_team_hosts_in_report(client: TestClient, admin_toke
     inside, outside = add_host(database, "in", team), add_host(database, "out")
     with database.session() as session:
         for host_id in (inside, outside):
-            session.add(QueryResult(query_id=query["id"], host_id=host_id, data={"x": str(host_id)}))
+            session.add(report_of(query["id"], host_id, [{"x": str(host_id)}]))
     report = client.get(f"{Q}/{query['id']}/report", headers=auth(observer)).json()
     assert [r["host_id"] for r in report["results"]] == [inside]
     assert client.get(f"/api/v1/fleet/hosts/{outside}/queries/{query['id']}",

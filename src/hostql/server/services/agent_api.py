@@ -31,7 +31,7 @@ from hostql.server.services.distributed import (
     sets_generation,
 )
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
-from hostql.server.services.logs import HostRef, handle_log, lookups_for
+from hostql.server.services.logs import ConcurrentReportChange, HostRef, handle_log, lookups_for
 from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
 from hostql.server.storage.db import is_transient
@@ -54,14 +54,22 @@ def host_transaction(state: ServerState, host_id: int, work: Callable[[], T]) ->
     agents and API users cause: a deadlock (InnoDB picks a victim when several hosts' writes
     take row locks on shared rows, e.g. FK checks on ``queries``) is retried; an integrity
     error because the host was deleted meanwhile gives None (answered ``node_invalid``, so
-    the agent enrolls again) instead of a 500."""
+    the agent enrolls again) instead of a 500.  A query report another request of the same
+    host changed meanwhile (read-modify-write detected by its generation, or both writing
+    a new report first) runs the transaction again."""
     for attempt in range(ATTEMPTS):
         try:
             return work()
         except IntegrityError:
             if not _host_exists(state, host_id):
                 return None
-            raise
+            if attempt == ATTEMPTS - 1:
+                raise
+            log.info("host %s: transaction retried after an integrity error (concurrent report write?)", host_id)
+        except ConcurrentReportChange as exc:
+            if attempt == ATTEMPTS - 1:
+                raise
+            log.info("host %s: transaction retried: %s changed meanwhile", host_id, exc)
         except OperationalError as exc:
             if attempt == ATTEMPTS - 1 or not is_transient(exc):
                 raise

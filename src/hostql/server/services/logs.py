@@ -4,19 +4,19 @@ Status lines go to the status destinations.  Result lines whose name is
 ``pack<d>Global<d><query>`` or ``pack<d>team-<id><d><query>`` (any pack
 delimiter) belong to a saved scheduled query; for those:
 
-* **Query reports** (``QueryResult`` rows, one per result row per host) are
-  kept unless the query has ``discard_data`` or reports are disabled
+* **Query reports** (``QueryReport``: a host's rows of a query as one JSON
+  array) are kept unless the query has ``discard_data`` or reports are disabled
   (``server_settings.query_reports_disabled`` in the app config):
 
   - ``snapshot`` logging: a snapshot line replaces the host's previous rows
     for that query (an empty snapshot leaves the host with none);
   - ``differential`` / ``differential_ignore_removals``: the report is the
     host's current result set rebuilt from the diffs: ``added`` rows are
-    appended, ``removed`` rows delete one equal stored row.
+    appended, a ``removed`` row deletes the oldest equal row.
 
   ``last_fetched`` is the server's receive time.  There is no row cap;
-  ``query_report_retention_days`` (default 30, 0 = keep forever) prunes rows
-  not refreshed for that long, at most once an hour.
+  ``query_report_retention_days`` (default 30, 0 = keep forever) prunes
+  reports not refreshed for that long, at most once an hour.
 * Lines go to the result destinations when the query has
   ``automations_enabled``.  Lines of other packs or unknown queries, and every
   line while reports are disabled, go to the result destinations as well.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from hostql.server import fastjson
 from hostql.server.logdest import RESULT, STATUS, LogRouter
 from hostql.server.services.agent_config import parse_schedule_name
-from hostql.server.storage.models import AppConfig, Host, Query, QueryResult, utcnow
+from hostql.server.storage.models import AppConfig, Host, Query, QueryReport, utcnow
 
 PRUNE_EVERY = 3600.0
 LOOKUP_TTL = 1.0  # seconds a name -> query lookup (and the reports-disabled flag) is reused
@@ -147,27 +147,31 @@ def _diff_rows(line: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[st
     return [], []
 
 
+class ConcurrentReportChange(Exception):
+    """Another transaction changed a report this one read: run the request's transaction again."""
+
+
 @dataclass
 class _Report:
-    """One query's report for this host, as the request changes it (written once at the end).
+    """One query's report for this host as the request changes it (written once at the end).
 
-    ``replaced``: a snapshot line came, so every stored row goes.  ``stored``: the stored
-    rows ``(id, data)`` in id order, loaded on the first removal (None until then);
-    ``deleted``: ids of stored rows a removal matched.  ``added``: new rows in order."""
+    ``rows``: the report's rows after the lines so far; None until a differential line
+    needs them (loaded) or a snapshot line replaces them.  ``generation``: the stored
+    report's generation when it was loaded (None: not loaded, or no stored report)."""
 
-    replaced: bool = False
-    stored: list[tuple[int, dict[str, Any]]] | None = None
-    deleted: list[int] = field(default_factory=list)
-    added: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Any] | None = None
+    loaded: bool = False
+    generation: int | None = None
 
 
 class ResultProcessor:
     """Applies one request's result lines to the reports; collects lines to forward.
 
-    The reports are changed in memory line by line with the same meaning as applying each
-    line to the database in turn (a removal matches the oldest equal row: stored rows
-    first, then rows added earlier in the request), then written per query with one
-    DELETE and one multi-row INSERT (:meth:`flush`)."""
+    A report is the host's current result set: a snapshot line replaces it; a
+    differential line appends its ``added`` rows and deletes, for each ``removed`` row,
+    the oldest equal row.  Each changed report is written once, in :meth:`flush`: a
+    replaced one with an upsert, a changed one with an UPDATE that checks the generation
+    it was read at (a concurrent change raises :class:`ConcurrentReportChange`)."""
 
     def __init__(self, session: Session, host: HostLike, now: datetime, lookups: LookupCache | None = None) -> None:
         self.session = session
@@ -206,62 +210,89 @@ class ResultProcessor:
             report = self._reports[query.id] = _Report()
         snapshot = line.get("snapshot")
         if isinstance(snapshot, list) or line.get("action") == "snapshot":
-            report.replaced = True
-            report.stored, report.deleted = [], []
-            report.added = [row for row in snapshot or [] if isinstance(row, dict)]
+            report.rows = [row for row in snapshot or [] if isinstance(row, dict)]
             return
         added, removed = _diff_rows(line)
+        if not added and not removed:
+            return
+        rows = report.rows if report.rows is not None else self._load(query.id, report)
         for row in removed:
-            self._remove(query.id, report, row)
-        report.added.extend(added)
+            try:
+                rows.remove(row)  # the oldest equal row
+            except ValueError:
+                pass  # not in the report (e.g. it was pruned): nothing to take away
+        rows.extend(added)
 
-    def _remove(self, query_id: int, report: _Report, row: dict[str, Any]) -> None:
-        if report.stored is None:
-            report.stored = [(int(row_id), data) for row_id, data in self.session.execute(
-                select(QueryResult.id, QueryResult.data).where(
-                    QueryResult.query_id == query_id, QueryResult.host_id == self.host.id).order_by(QueryResult.id))]
-        for index, (row_id, data) in enumerate(report.stored):
-            if data == row:
-                report.deleted.append(row_id)
-                del report.stored[index]
-                return
-        for index, data in enumerate(report.added):
-            if data == row:
-                del report.added[index]
-                return
+    def _load(self, query_id: int, report: _Report) -> list[Any]:
+        stored = self.session.connection().exec_driver_sql(
+            _sql(self.session, "SELECT {rows}, {generation} FROM {table} WHERE {query_id} = ? AND {host_id} = ?"),
+            (query_id, self.host.id)).first()
+        report.loaded = True
+        if stored is None:
+            report.rows = []
+        else:
+            decoded = fastjson.loads(stored[0])
+            report.rows = [row for row in decoded if isinstance(row, dict)] if isinstance(decoded, list) else []
+            report.generation = int(stored[1])
+        return report.rows
 
     def flush(self) -> None:
-        """Write every report this request changed: one DELETE and one bulk INSERT per query."""
-        host_id, when = self.host.id, self.now
+        """Write every report this request changed, one statement each (two for a new report)."""
+        connection = self.session.connection()
+        stamp = _bind_time(connection, self.now)
+        host_id = self.host.id
         for query_id, report in self._reports.items():
-            if report.replaced:
-                self.session.execute(delete(QueryResult).where(QueryResult.query_id == query_id,
-                                                               QueryResult.host_id == host_id))
-            elif report.deleted:
-                self.session.execute(delete(QueryResult).where(QueryResult.id.in_(report.deleted)))
-            if report.added:
-                insert_rows(self.session, query_id, host_id, report.added, when)
+            if report.rows is None:
+                continue
+            encoded = fastjson.dumps_str(report.rows)
+            if report.loaded and report.generation is not None:
+                changed = connection.exec_driver_sql(_sql(self.session, _UPDATE_SEEN), (
+                    encoded, len(report.rows), stamp, query_id, host_id, report.generation)).rowcount
+                if changed != 1:
+                    raise ConcurrentReportChange(f"report of query {query_id} for host {host_id}")
+                continue
+            if not report.loaded:  # replaced by a snapshot: whatever is stored goes
+                changed = connection.exec_driver_sql(_sql(self.session, _UPDATE_ANY), (
+                    encoded, len(report.rows), stamp, query_id, host_id)).rowcount
+                if changed == 1:
+                    continue
+            # No stored report (a concurrent first write of the same report fails the primary key).
+            connection.exec_driver_sql(_sql(self.session, _INSERT), (
+                query_id, host_id, encoded, len(report.rows), stamp))
         self._reports.clear()
 
 
-def insert_rows(session: Session, query_id: int, host_id: int, rows: list[dict[str, Any]], when: datetime) -> None:
-    """Add report rows with one multi-row statement (executemany) through the driver.
+_UPDATE_ANY = ("UPDATE {table} SET {rows} = ?, {row_count} = ?, {last_fetched} = ?, {generation} = {generation} + 1"
+               " WHERE {query_id} = ? AND {host_id} = ?")
+_UPDATE_SEEN = _UPDATE_ANY + " AND {generation} = ?"
+_INSERT = ("INSERT INTO {table} ({query_id}, {host_id}, {rows}, {row_count}, {generation}, {last_fetched})"
+           " VALUES (?, ?, ?, ?, 1, ?)")
+_sql_cache: dict[tuple[str, str], str] = {}
 
-    The ORM would build an object per row, and even a Core ``insert()`` processes every
-    parameter of every row; here the JSON is encoded once per row with the fast encoder
-    and the timestamp (the same for all rows) is converted for the database once."""
-    connection = session.connection()
+
+def _sql(session: Session, template: str) -> str:
+    """``template`` for this database: quoted names of ``query_reports`` and its driver's
+    parameter marks.  Built once per dialect: these statements run on every result log,
+    and going through the driver directly skips SQLAlchemy's per-statement work."""
+    dialect = session.get_bind().dialect
+    key = (dialect.name + dialect.paramstyle, template)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        table = QueryReport.__table__
+        preparer = dialect.identifier_preparer
+        names = {column.name: preparer.quote(column.name) for column in table.c}
+        sql = template.format(table=preparer.format_table(table), **names)
+        if dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        _sql_cache[key] = sql
+    return sql
+
+
+def _bind_time(connection: Any, when: datetime) -> Any:
+    """``when`` as the driver takes it for a DateTime column (SQLite stores text)."""
     dialect = connection.dialect
-    table = QueryResult.__table__
-    column = table.c.last_fetched
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
-    stamp = process(when) if process is not None else when
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    preparer = dialect.identifier_preparer
-    names = ", ".join(preparer.quote(name) for name in ("query_id", "host_id", "data", "last_fetched"))
-    sql = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({mark}, {mark}, {mark}, {mark})"
-    encode = fastjson.dumps_str
-    connection.exec_driver_sql(sql, [(query_id, host_id, encode(row), stamp) for row in rows])
+    process = QueryReport.__table__.c.last_fetched.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(when) if process is not None else when
 
 
 def process_results(session: Session, host: HostLike, lines: Iterable[dict[str, Any]],
@@ -280,7 +311,7 @@ def prune_reports(session: Session, retention_days: float, now: datetime | None 
     if retention_days <= 0:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
-    result = session.execute(delete(QueryResult).where(QueryResult.last_fetched < cutoff))
+    result = session.execute(delete(QueryReport).where(QueryReport.last_fetched < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

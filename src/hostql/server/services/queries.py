@@ -2,7 +2,7 @@
 
 A query with ``interval > 0`` is scheduled on the hosts of its team (or every
 host for a global query); its latest rows per host are the query report
-(``QueryResult``).  Changing a query's SQL, or setting ``discard_data``,
+(``QueryReport``).  Changing a query's SQL, or setting ``discard_data``,
 empties its report, as in Fleet.
 """
 
@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
+from hostql.server import fastjson
 from hostql.server.errors import Conflict, NotFound, ValidationFailed
 from hostql.server.services import authz
 from hostql.server.services.activities import record_activity
 from hostql.server.services.listing import DEFAULT_PER_PAGE, ListOptions, iso
-from hostql.server.storage.models import Host, Query, QueryResult, ScheduledQueryStats, Team, User
+from hostql.server.storage.models import Host, Query, QueryReport, ScheduledQueryStats, Team, User
 
 LOGGING_TYPES = ("snapshot", "differential", "differential_ignore_removals")
 PLATFORMS = ("darwin", "windows", "linux", "chrome")
@@ -199,7 +200,7 @@ def modify_query(session: OrmSession, user: User, query: Query, fields: dict[str
         fields.get("discard_data") is True and not query.discard_data)
     _apply(query, fields)
     if clear_report:
-        session.execute(delete(QueryResult).where(QueryResult.query_id == query.id))
+        session.execute(delete(QueryReport).where(QueryReport.query_id == query.id))
     session.flush()
     record_activity(session, user, "edited_saved_query",
                     {"query_id": query.id, "query_name": query.name, **_team_details(session, query.team_id)})
@@ -251,19 +252,34 @@ def _visible_hosts(user: User) -> Any:
     return None if teams is None else Host.team_id.in_(sorted(teams))
 
 
+def _report_rows(encoded: str) -> list[dict[str, Any]]:
+    try:
+        rows = fastjson.loads(encoded)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [row for row in rows if isinstance(row, dict) and row] if isinstance(rows, list) else []
+
+
+def _stored_rows(session: OrmSession, query: Query) -> int:
+    total = session.scalar(select(func.sum(QueryReport.row_count)).where(QueryReport.query_id == query.id))
+    return int(total or 0)
+
+
 def report(session: OrmSession, user: User, query: Query, cap: int = DEFAULT_REPORT_CAP) -> dict[str, Any]:
-    """``GET /queries/{id}/report``: the latest rows of every visible host."""
-    stmt = (select(QueryResult, Host).join(Host, Host.id == QueryResult.host_id)
-            .where(QueryResult.query_id == query.id))
+    """``GET /queries/{id}/report``: the latest rows of every visible host, host by host, at most ``cap``."""
+    stmt = (select(QueryReport.rows, QueryReport.last_fetched, Host).join(Host, Host.id == QueryReport.host_id)
+            .where(QueryReport.query_id == query.id, QueryReport.row_count > 0))
     visible = _visible_hosts(user)
     if visible is not None:
         stmt = stmt.where(visible)
-    total = session.scalar(select(func.count()).select_from(QueryResult).where(QueryResult.query_id == query.id))
-    rows = session.execute(stmt.order_by(QueryResult.host_id, QueryResult.id).limit(cap)).all()
-    results = [{"host_id": host.id, "host_name": _host_name(host),
-                "last_fetched": iso(result.last_fetched), "columns": result.data}
-               for result, host in rows if result.data]
-    return {"query_id": query.id, "report_clipped": (total or 0) >= cap, "results": results}
+    results: list[dict[str, Any]] = []
+    for encoded, fetched, host in session.execute(stmt.order_by(QueryReport.host_id)):
+        for columns in _report_rows(encoded)[:cap - len(results)]:
+            results.append({"host_id": host.id, "host_name": _host_name(host),
+                            "last_fetched": iso(fetched), "columns": columns})
+        if len(results) >= cap:
+            break
+    return {"query_id": query.id, "report_clipped": _stored_rows(session, query) >= cap, "results": results}
 
 
 def host_report(session: OrmSession, user: User, host_id: int, query: Query,
@@ -272,11 +288,9 @@ def host_report(session: OrmSession, user: User, host_id: int, query: Query,
     host = session.get(Host, host_id)
     if host is None or not authz.can_see_team(user, host.team_id):
         raise NotFound(f"host {host_id} was not found", name="id")
-    rows = list(session.scalars(select(QueryResult).where(QueryResult.query_id == query.id,
-                                                          QueryResult.host_id == host_id)
-                                .order_by(QueryResult.id)))
-    total = session.scalar(select(func.count()).select_from(QueryResult).where(QueryResult.query_id == query.id))
-    last = max((row.last_fetched for row in rows), default=None)
+    stored = session.get(QueryReport, (query.id, host_id))
+    rows = _report_rows(stored.rows) if stored is not None else []
     return {"query_id": query.id, "host_id": host.id, "host_name": _host_name(host),
-            "last_fetched": iso(last), "report_clipped": (total or 0) >= cap,
-            "results": [{"columns": row.data} for row in rows if row.data]}
+            "last_fetched": iso(stored.last_fetched if stored is not None else None),
+            "report_clipped": _stored_rows(session, query) >= cap,
+            "results": [{"columns": row} for row in rows]}

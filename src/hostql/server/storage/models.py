@@ -24,8 +24,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# MySQL's TEXT holds 64 KiB; a report of a few thousand rows needs more.
+LongText = Text().with_variant(LONGTEXT(), "mysql", "mariadb")
 EPOCH = datetime(1970, 1, 2)  # Fleet's "never" for detail/label/policy update times
 
 
@@ -194,15 +197,21 @@ class Query(Timestamped, Base):
     discard_data: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
 
-class QueryResult(Base):
-    """The latest rows of a scheduled query per host (the query report)."""
+class QueryReport(Base):
+    """One host's latest result set of one scheduled query (a query report).
 
-    __tablename__ = "query_results"
-    __table_args__ = (Index("ix_query_results_query_host", "query_id", "host_id"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"), nullable=False)
-    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), nullable=False)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    The rows are one JSON array in one database row: a result-log request changes a
+    report with one statement however many rows it carries (a row per result row cost
+    an index entry and a foreign-key check each).  ``generation`` counts the writes, so
+    a read-modify-write of a differential report detects a concurrent change."""
+
+    __tablename__ = "query_reports"
+    __table_args__ = (Index("ix_query_reports_host", "host_id"),)
+    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    rows: Mapped[str] = mapped_column(LongText, default="[]", nullable=False)  # JSON array of row objects
+    row_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    generation: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     last_fetched: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
