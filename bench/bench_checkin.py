@@ -13,11 +13,12 @@ to Fleet's 600-750 reads per vCPU.
 
 The log phase (HOSTQL_BENCH_LOG_ROWS rows per request, default 200) posts
 result logs from the enrolled hosts back to back, CLIENTS at a time, for
-SECONDS each in three shapes: ``event`` (one differential ``added`` line per
-row, the osquery default for scheduled queries) and ``snapshot`` (one line
-holding every row) of a saved global query with automations on (so each line
-updates the query report and goes to the result log file), and ``unknown``
-(a name that is no saved query: forwarded only).  Prints rows per
+SECONDS each in three shapes: ``event`` (one differential line per row, the
+osquery default for scheduled queries: half ``removed``, half ``added``, a
+differential query's steady state) and ``snapshot`` (one line holding every
+row) of a saved global query with automations on (so each line updates the
+query report and goes to the result log file), and ``unknown`` (a name that
+is no saved query: forwarded only).  Prints rows per
 server-CPU-second and the ratio to the 100,000 goal.  Every load is bounded in count and time and
 the server is stopped by its pid.
 """
@@ -102,20 +103,32 @@ async def hammer(client: httpx.AsyncClient, keys: list[str], deadline: float, la
             counts["not_empty"] += 1
 
 
-def log_body(key: str, shape: str, serial: int) -> bytes:
-    """A ``/log`` request body of LOG_ROWS rows in ``shape`` (event, snapshot or unknown)."""
+def _rows(count: int, serial: int, phase: int) -> list[dict[str, str]]:
+    base = serial * 31 + phase * count
+    return [{"cmdline": f"/usr/sbin/benchd --worker {i}", "name": f"benchd-{i % 7}", "path": "/usr/sbin/benchd",
+             "pid": str(1000 + (base + i) % 30000), "resident_size": str(4096 * (i + 1)), "uid": str(i % 3)}
+            for i in range(count)]
+
+
+def log_body(key: str, shape: str, serial: int, phase: int = 0) -> bytes:
+    """A ``/log`` request body of LOG_ROWS rows in ``shape`` (event, snapshot or unknown).
+
+    ``event`` is a differential query's steady state: LOG_ROWS / 2 ``removed`` lines (the
+    rows the host's other phase added) and LOG_ROWS / 2 ``added`` lines, so a host's report
+    stays near LOG_ROWS / 2 rows however many requests come."""
     now = int(time.time())
-    rows = [{"cmdline": f"/usr/sbin/benchd --worker {i}", "name": f"benchd-{i % 7}", "path": "/usr/sbin/benchd",
-             "pid": str(1000 + (serial * 31 + i) % 30000), "resident_size": str(4096 * (i + 1)), "uid": str(i % 3)}
-            for i in range(LOG_ROWS)]
     name = f"pack/Global/{BENCH_QUERY}" if shape != "unknown" else "pack/bench/not_saved"
     common = {"name": name, "hostIdentifier": key[:8], "calendarTime": time.asctime(time.gmtime(now)) + " UTC",
               "unixTime": now, "epoch": 0, "counter": serial, "numerics": False,
               "decorations": {"host_uuid": key[:8], "hostname": "bench"}}
     if shape == "snapshot":
-        lines = [dict(common, snapshot=rows, action="snapshot")]
+        lines = [dict(common, snapshot=_rows(LOG_ROWS, serial, phase), action="snapshot")]
+    elif shape == "event":
+        half = LOG_ROWS // 2
+        lines = [dict(common, columns=row, action="removed") for row in _rows(half, serial, 1 - phase)]
+        lines += [dict(common, columns=row, action="added") for row in _rows(LOG_ROWS - half, serial, phase)]
     else:
-        lines = [dict(common, columns=row, action="added") for row in rows]
+        lines = [dict(common, columns=row, action="added") for row in _rows(LOG_ROWS, serial, phase)]
     return json.dumps({"node_key": key, "log_type": "result", "data": lines}).encode()
 
 
@@ -150,7 +163,7 @@ async def post_logs(client: httpx.AsyncClient, bodies: list[bytes], deadline: fl
 
 async def run_logs(server: ServerProc, clients: list[httpx.AsyncClient], keys: list[str],
                    shape: str) -> dict[str, Any]:
-    bodies = [log_body(key, shape, i) for i, key in enumerate(keys)]
+    bodies = [log_body(key, shape, i, phase) for phase in (0, 1) for i, key in enumerate(keys)]
     latencies: list[float] = []
     counts = {"requests": 0, "rows": 0, "errors": 0}
     cpu0, wall0, us0 = cpu_seconds(server.pid), time.monotonic(), user_system(server.pid)

@@ -274,6 +274,20 @@ def test_one_request_is_applied_as_its_lines_in_order(client: TestClient, databa
     assert _report(database, qid) == []
 
 
+def test_each_removal_takes_one_equal_row(client: TestClient, database: Database, key: str) -> None:
+    qid = _query(database, "dups", logging_type="differential")
+    event = {"name": "pack/Global/dups", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}
+    nested = {"pid": "9", "tags": ["x", {"y": "1"}]}  # not what osquery sends, but must not break matching
+    _log(client, key, "result", [{**event, "action": "added", "columns": row}
+                                 for row in ({"pid": "1"}, {"pid": "1"}, {"pid": "2"}, nested)])
+    _log(client, key, "result", [{**event, "action": "removed", "columns": {"pid": "1"}},
+                                 {**event, "action": "removed", "columns": {"tags": ["x", {"y": "1"}], "pid": "9"}},
+                                 {**event, "action": "removed", "columns": {"pid": "7"}},
+                                 {**event, "action": "added", "columns": {"pid": "1"}},
+                                 {**event, "action": "removed", "columns": {"pid": "1"}}])
+    assert _report(database, qid) == [{"pid": "2"}, {"pid": "1"}]
+
+
 def test_a_request_writes_each_report_with_one_statement(client: TestClient, database: Database, key: str) -> None:
     from sqlalchemy import event as sa_event
 

@@ -24,10 +24,12 @@ delimiter) belong to a saved scheduled query; for those:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,17 +153,51 @@ class ConcurrentReportChange(Exception):
     """Another transaction changed a report this one read: run the request's transaction again."""
 
 
+def _row_key(row: dict[str, Any]) -> Hashable:
+    """A hashable value equal for equal rows (osquery's values are scalars; others via sorted JSON)."""
+    try:
+        return frozenset(row.items())
+    except TypeError:
+        return json.dumps(row, sort_keys=True, default=str)
+
+
 @dataclass
 class _Report:
     """One query's report for this host as the request changes it (written once at the end).
 
-    ``rows``: the report's rows after the lines so far; None until a differential line
-    needs them (loaded) or a snapshot line replaces them.  ``generation``: the stored
-    report's generation when it was loaded (None: not loaded, or no stored report)."""
+    ``rows``: every row the report held or was given since it was loaded or replaced, in
+    order; those at positions in ``gone`` were removed since.  None until a differential
+    line needs the stored rows (``loaded``) or a snapshot line replaces them.
+    ``generation``: the stored report's generation when it was loaded (None: not loaded,
+    or no stored report).  ``where`` maps a row to the positions of its live equal rows,
+    oldest first, for ``rows[:indexed]``; a removal first indexes the rows added since,
+    then costs a lookup, not a scan."""
 
-    rows: list[Any] | None = None
+    rows: list[dict[str, Any]] | None = None
     loaded: bool = False
     generation: int | None = None
+    gone: set[int] = field(default_factory=set)
+    where: dict[Hashable, deque[int]] = field(default_factory=dict)
+    indexed: int = 0
+
+    def replace(self, rows: list[dict[str, Any]]) -> None:
+        self.rows, self.gone, self.where, self.indexed = rows, set(), {}, 0
+
+    def remove(self, row: dict[str, Any]) -> None:
+        """Take away the oldest live row equal to ``row``; nothing when there is none (e.g. pruned)."""
+        rows = self.rows
+        assert rows is not None
+        where = self.where
+        for position in range(self.indexed, len(rows)):
+            where.setdefault(_row_key(rows[position]), deque()).append(position)
+        self.indexed = len(rows)
+        positions = where.get(_row_key(row))
+        if positions:
+            self.gone.add(positions.popleft())
+
+    def current(self) -> list[dict[str, Any]]:
+        rows = self.rows or []
+        return [row for position, row in enumerate(rows) if position not in self.gone] if self.gone else rows
 
 
 class ResultProcessor:
@@ -184,8 +220,10 @@ class ResultProcessor:
         self._reports: dict[int, _Report] = {}
 
     def query_for(self, name: str) -> QueryInfo | None:
-        if name in self._names:
+        try:
             return self._names[name]
+        except KeyError:
+            pass  # first line of this name in the request
         parsed = parse_schedule_name(name)
         info = None
         if parsed is not None:
@@ -208,22 +246,29 @@ class ResultProcessor:
         report = self._reports.get(query.id)
         if report is None:
             report = self._reports[query.id] = _Report()
+        action = line.get("action")
+        if action == "added" or action == "removed":  # event format: one row per line, the common case
+            columns = line.get("columns")
+            if isinstance(columns, dict):
+                rows = report.rows if report.rows is not None else self._load(query.id, report)
+                if action == "added":
+                    rows.append(columns)
+                else:
+                    report.remove(columns)
+            return
         snapshot = line.get("snapshot")
-        if isinstance(snapshot, list) or line.get("action") == "snapshot":
-            report.rows = [row for row in snapshot or [] if isinstance(row, dict)]
+        if isinstance(snapshot, list) or action == "snapshot":
+            report.replace([row for row in snapshot or [] if isinstance(row, dict)])
             return
         added, removed = _diff_rows(line)
         if not added and not removed:
             return
         rows = report.rows if report.rows is not None else self._load(query.id, report)
         for row in removed:
-            try:
-                rows.remove(row)  # the oldest equal row
-            except ValueError:
-                pass  # not in the report (e.g. it was pruned): nothing to take away
+            report.remove(row)
         rows.extend(added)
 
-    def _load(self, query_id: int, report: _Report) -> list[Any]:
+    def _load(self, query_id: int, report: _Report) -> list[dict[str, Any]]:
         stored = self.session.connection().exec_driver_sql(
             _sql(self.session, "SELECT {rows}, {generation} FROM {table} WHERE {query_id} = ? AND {host_id} = ?"),
             (query_id, self.host.id)).first()
@@ -244,21 +289,22 @@ class ResultProcessor:
         for query_id, report in self._reports.items():
             if report.rows is None:
                 continue
-            encoded = fastjson.dumps_str(report.rows)
+            rows = report.current()
+            encoded = fastjson.dumps_str(rows)
             if report.loaded and report.generation is not None:
                 changed = connection.exec_driver_sql(_sql(self.session, _UPDATE_SEEN), (
-                    encoded, len(report.rows), stamp, query_id, host_id, report.generation)).rowcount
+                    encoded, len(rows), stamp, query_id, host_id, report.generation)).rowcount
                 if changed != 1:
                     raise ConcurrentReportChange(f"report of query {query_id} for host {host_id}")
                 continue
             if not report.loaded:  # replaced by a snapshot: whatever is stored goes
                 changed = connection.exec_driver_sql(_sql(self.session, _UPDATE_ANY), (
-                    encoded, len(report.rows), stamp, query_id, host_id)).rowcount
+                    encoded, len(rows), stamp, query_id, host_id)).rowcount
                 if changed == 1:
                     continue
             # No stored report (a concurrent first write of the same report fails the primary key).
             connection.exec_driver_sql(_sql(self.session, _INSERT), (
-                query_id, host_id, encoded, len(report.rows), stamp))
+                query_id, host_id, encoded, len(rows), stamp))
         self._reports.clear()
 
 
