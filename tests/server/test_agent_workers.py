@@ -44,3 +44,28 @@ def test_busy_agent_workers_leave_the_api_pool_free_and_queue_the_next_agent_cal
     assert len(started_while_full) == agent_workers.AGENT_WORKERS  # the extra agent call waited for a thread
     assert results == list(range(agent_workers.AGENT_WORKERS + 1))
     assert agent_workers.limiter_for(state.extras) is agent_workers.limiter_for(state.extras)
+
+
+def test_agent_reads_do_not_queue_behind_agent_writes() -> None:
+    state = SimpleNamespace(extras={})
+    release = threading.Event()
+    writing = threading.Semaphore(0)
+
+    def write() -> None:
+        writing.release()
+        release.wait(30)
+
+    async def main() -> str:
+        async with anyio.create_task_group() as group:
+            for _ in range(agent_workers.AGENT_WORKERS):
+                group.start_soon(lambda: agent_workers.run_for_agent(state, write, kind=agent_workers.WRITES))
+            for _ in range(agent_workers.AGENT_WORKERS):
+                with anyio.fail_after(30):
+                    await anyio.to_thread.run_sync(writing.acquire)
+            with anyio.fail_after(30):  # every write thread is busy; a read still gets one of its own
+                answer = await agent_workers.run_for_agent(state, lambda: "read answered")
+            release.set()
+        return answer
+
+    assert anyio.run(main) == "read answered"
+    assert agent_workers.limiter_for(state.extras) is not agent_workers.limiter_for(state.extras, agent_workers.WRITES)

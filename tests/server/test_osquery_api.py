@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from osquery_agent_helpers import add_secret, configure, enroll, enroll_body
+from server_helpers import recorded_statements
 from sqlalchemy import select
 
 from hostql.agent.config import build_config
@@ -192,9 +193,17 @@ def test_config_has_global_pack_options_and_decorators(client: TestClient, datab
     assert not [w for w in parsed.warnings if "pack" in w or "decorator" in w], parsed.warnings
     assert list(parsed.decorators.load) == ["SELECT uuid AS host_uuid FROM system_info;",
                                             "SELECT hostname AS hostname FROM system_info;"]
-    # the served options set the host's intervals (used for online status)
+    # the served options fill in the host's intervals (used for online status) ...
     [host] = _hosts(database)
     assert host.distributed_interval == 10 and host.logger_tls_period == 10
+    # ... until the agent reports its own flags: those stay, later config fetches write nothing
+    with database.session() as session:
+        session.get_one(Host, host.id).distributed_interval = 60
+    with recorded_statements(database) as statements:
+        assert client.post("/api/osquery/config", json={"node_key": key}).status_code == 200
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))]
+    [host] = _hosts(database)
+    assert host.distributed_interval == 60
 
 
 def test_team_options_pack_and_platform_override(client: TestClient, database: Database) -> None:

@@ -151,3 +151,31 @@ def test_a_cached_host_is_identified_without_a_worker_thread(client: TestClient,
     assert identified == []
     reply = client.post("/api/osquery/distributed/write", json={"node_key": "not-enrolled", "queries": {}})
     assert reply.json().get("node_invalid") is True and identified == ["not-enrolled"]
+
+
+def test_a_quiet_host_dropped_from_the_cache_costs_one_lookup_not_a_full_read(
+        client: TestClient, database: Database, state: ServerState, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostql.server.services import agent_api, checkin, distributed
+
+    monkeypatch.setattr(distributed, "SETS_TTL", 3600.0)  # a slow machine must not see the label sets expire
+    add_secret(database, "s")
+    key = enroll(client, "s", "evicted", real_host_details())
+    queries = _read(client, key)["queries"]
+    client.post("/api/osquery/distributed/write", json={"node_key": key, **answer_all(queries)})
+    assert _read(client, key) == {"queries": {}, "discovery": {}}
+    full_reads: list[int] = []
+    real_full_read = agent_api.distributed_read
+
+    def counted_full_read(state: ServerState, host: Host) -> dict[str, Any]:
+        full_reads.append(host.id)
+        return real_full_read(state, host)
+
+    monkeypatch.setattr(agent_api, "distributed_read", counted_full_read)
+    checkin.checkin_for(state).cache.clear()  # as when its TTL ends
+    with recorded_statements(database) as statements:
+        assert _read(client, key) == {"queries": {}, "discovery": {}}
+    assert full_reads == [] and len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
+    with recorded_statements(database) as statements:
+        assert _read(client, key) == {"queries": {}, "discovery": {}}  # cached again
+    assert statements == []
+    assert client.post("/api/osquery/distributed/read", json={"node_key": "nope"}).json().get("node_invalid") is True

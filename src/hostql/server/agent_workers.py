@@ -6,7 +6,8 @@ small transactions that SQLite serialises on one write lock.  In the shared pool
 held the lock forty times longer), and every API request (a login, a live-query
 campaign, its WebSocket's set-up) waited behind them for a free thread.  A few
 threads of their own give the same agent throughput (the writes are serial
-anyway) and leave the shared pool to the API.
+anyway) and leave the shared pool to the API; reads and writes each have their
+own few, so reads never queue behind writes.
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ from anyio import CapacityLimiter
 
 T = TypeVar("T")
 
-AGENT_WORKERS = 8
-_KEY = "agent_workers"
+AGENT_WORKERS = 8  # threads for agent reads, and as many again for agent writes
+READS, WRITES = "read", "write"
+_KEYS = {READS: "agent_read_workers", WRITES: "agent_write_workers"}
 
 
-def limiter_for(extras: dict[str, Any]) -> CapacityLimiter:
-    limiter = extras.get(_KEY)
+def limiter_for(extras: dict[str, Any], kind: str = READS) -> CapacityLimiter:
+    key = _KEYS[kind]
+    limiter = extras.get(key)
     if not isinstance(limiter, CapacityLimiter):
-        limiter = extras.setdefault(_KEY, CapacityLimiter(AGENT_WORKERS))
+        limiter = extras.setdefault(key, CapacityLimiter(AGENT_WORKERS))
     return limiter
 
 
-async def run_for_agent(state: Any, func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in one of the agent worker threads of ``state``."""
-    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter_for(state.extras))
+async def run_for_agent(state: Any, func: Callable[..., T], *args: Any, kind: str = READS) -> T:
+    """``func(*args)`` in one of the agent worker threads of ``state`` for ``kind`` of work.
+
+    Reads (identifying a host, its distributed read, its config) and writes (enroll, logs,
+    distributed writes) have threads of their own: with SQLite every writer waits for the
+    one write lock, and a read queued behind them waited for nothing it needed (a live
+    query then reached its agents only as fast as log writes were committed)."""
+    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter_for(state.extras, kind))

@@ -132,7 +132,7 @@ class FastLogHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from hostql.server import osquery_api
-        from hostql.server.agent_workers import run_for_agent
+        from hostql.server.agent_workers import WRITES, run_for_agent
         from hostql.server.errors import internal_error_response
 
         found = request_headers(scope["headers"], self.limit)
@@ -152,7 +152,7 @@ class FastLogHandler:
         try:
             answer = await run_for_agent(self.owner.state.hostql, osquery_api.log_sync, self.owner.state.hostql, body,
                                          (found.content_encoding or b"").decode("latin-1"),
-                                         found.authorization.decode("latin-1"))
+                                         found.authorization.decode("latin-1"), kind=WRITES)
             response: Any = osquery_api.json_answer(answer)
         except Exception:
             _log.exception("Unhandled error on POST %s", scope["path"])

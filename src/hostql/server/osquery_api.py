@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hostql.server import fastjson
-from hostql.server.agent_workers import run_for_agent
+from hostql.server.agent_workers import WRITES, run_for_agent
 from hostql.server.services import agent_api, checkin
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Host
@@ -109,7 +109,7 @@ async def enroll(request: Request) -> JSONResponse:
     if body is None:
         return json_answer(dict(BAD_JSON))
     state = _state(request)
-    return json_answer(await run_for_agent(state, agent_api.enroll_agent, state, body))
+    return json_answer(await run_for_agent(state, agent_api.enroll_agent, state, body, kind=WRITES))
 
 
 async def config(request: Request) -> JSONResponse:
@@ -143,7 +143,7 @@ async def log(request: Request) -> JSONResponse:
     headers = request.headers
     state = _state(request)
     return json_answer(await run_for_agent(state, log_sync, state, raw, headers.get("content-encoding", ""),
-                                           headers.get("authorization", "")))
+                                           headers.get("authorization", ""), kind=WRITES))
 
 
 EMPTY_READ = json.dumps({"queries": {}, "discovery": {}}, separators=(",", ":")).encode()
@@ -153,17 +153,18 @@ async def distributed_read(request: Request) -> Response:
     body = await _json(request)
     if body is None:
         return json_answer(dict(BAD_JSON))
-    quick, host = agent_api.quick_read(_state(request), _node_key(request, body))
-    if quick is not None:  # nothing due: answered from memory on the event loop
-        if not quick["queries"] and len(quick) == 2:
-            return Response(EMPTY_READ, media_type="application/json")
-        return json_answer(quick)
-    if host is None:
-        host = await _host(request, body)
-    if host is None:
+    state, node_key = _state(request), _node_key(request, body)
+    quick, host = agent_api.quick_read(state, node_key)
+    if quick is None:
+        if host is None:  # not cached: identify it and answer in one worker hop
+            quick = await run_for_agent(state, agent_api.read_after_miss, state, node_key)
+        else:  # something is due
+            quick = await run_for_agent(state, agent_api.distributed_read, state, host)
+    if quick is None:
         return json_answer(dict(agent_api.NODE_INVALID))
-    state = _state(request)
-    return json_answer(await run_for_agent(state, agent_api.distributed_read, state, host))
+    if not quick["queries"] and len(quick) == 2:
+        return Response(EMPTY_READ, media_type="application/json")
+    return json_answer(quick)
 
 
 async def distributed_write(request: Request) -> JSONResponse:

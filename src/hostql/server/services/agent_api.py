@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hostql.server.agent_workers import run_for_agent
+from hostql.server.agent_workers import WRITES, run_for_agent
 from hostql.server.logdest import RESULT, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
@@ -202,6 +202,19 @@ def quick_read(state: ServerState, node_key: str) -> tuple[dict[str, Any] | None
     return live_only_answer(state, host), host
 
 
+def read_after_miss(state: ServerState, node_key: str) -> dict[str, Any] | None:
+    """A ``distributed/read`` of a host the cache did not hold (None: unknown node key).
+
+    The lookup caches the host, so the read is then answered from memory like any other
+    when nothing is due: a host dropped from the cache (its TTL, or a write changed it)
+    costs one indexed SELECT, not a full read."""
+    host = authenticate(state, node_key)
+    if host is None:
+        return None
+    quick, _ = quick_read(state, node_key)
+    return quick if quick is not None else distributed_read(state, host)
+
+
 def distributed_read(state: ServerState, host: Host) -> dict[str, Any]:
     with state.database.session() as session:
         return read_queries(state, session, host, now_for(state), checkin.checkin_for(state).read_intervals())
@@ -236,10 +249,10 @@ async def distributed_write(state: ServerState, host: Host, body: dict[str, Any]
         if setting(state, "live_query_results_to_log", False):
             now = now_for(state)
             lines = [live_result_line(current, answer, now) for answer in campaigns]
-            await run_for_agent(state, router_for(state).write, RESULT, lines)
+            await run_for_agent(state, router_for(state).write, RESULT, lines, kind=WRITES)
     else:
         outcome = await run_for_agent(state, host_transaction, state, host.id,
-                                          lambda: _write_sync(state, host, body, public_ip))
+                                      lambda: _write_sync(state, host, body, public_ip), kind=WRITES)
         if outcome is None:
             return dict(NODE_INVALID)
         current, campaigns = outcome
@@ -249,4 +262,4 @@ async def distributed_write(state: ServerState, host: Host, body: dict[str, Any]
 
 
 __all__ = ["NODE_INVALID", "EnrollFailed", "authenticate", "cached_host", "distributed_read", "distributed_write",
-           "enroll_agent", "host_config", "host_log", "now_for"]
+           "enroll_agent", "host_config", "host_log", "now_for", "quick_read", "read_after_miss"]

@@ -149,7 +149,12 @@ INTERVAL_OPTIONS = {"distributed_interval": "distributed_interval", "config_refr
 
 
 def interval_updates(host: Host, config: dict[str, Any]) -> dict[str, int]:
-    """Host interval columns the served options change (online status uses them)."""
+    """Host interval columns the served options fill in while the host has not reported them.
+
+    Online status needs them from the first check-in; once the agent's own flags come in
+    (the ``osquery_flags`` detail query) they are what the agent uses, and the config
+    fetches leave them be: overwriting them on every fetch wrote the host row (and dropped
+    it from the node-key cache) each time the two disagreed."""
     options = config.get("options") if isinstance(config.get("options"), dict) else {}
     changes: dict[str, int] = {}
     for option, column in INTERVAL_OPTIONS.items():
@@ -160,6 +165,6 @@ def interval_updates(host: Host, config: dict[str, Any]) -> dict[str, int]:
             number = int(value)
         except ValueError:
             continue
-        if number > 0 and getattr(host, column) != number:
+        if number > 0 and not getattr(host, column):
             changes[column] = number
     return changes
