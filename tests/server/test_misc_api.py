@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from server_helpers import auth, make_user
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from hostql import __version__
 from hostql.server.services.appconfig import DEFAULT_AGENT_OPTIONS
@@ -94,3 +95,31 @@ def test_secrets_are_masked_for_non_admins(client: TestClient, database: Databas
     assert client.get("/api/v1/fleet/config", headers=auth(observer)).json()["smtp_settings"]["password"] == "********"
     assert client.get("/api/v1/fleet/config", headers=auth(admin_token)).json()["smtp_settings"]["password"] == \
         "hunter2"
+
+
+def test_the_agent_paths_cached_app_config_sees_changes(database: Database,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import text, update
+
+    from hostql.server.services import appconfig
+    from hostql.server.storage.models import AppConfig
+
+    with database.session() as session:
+        session.add(AppConfig(json_value={"features": {"enable_host_users": True}}))
+    with database.session() as session:
+        assert appconfig.cached_document(session)["features"] == {"enable_host_users": True}
+    with database.session() as session:  # through the ORM: seen at once
+        session.scalars(select(AppConfig)).one().json_value = {"features": {"enable_host_users": False}}
+    with database.session() as session:
+        assert appconfig.cached_document(session)["features"] == {"enable_host_users": False}
+    with database.session() as session:  # a bulk UPDATE through the ORM: seen at once too
+        session.execute(update(AppConfig).values(json_value={"features": {}}))
+    with database.session() as session:
+        assert appconfig.cached_document(session)["features"] == {}
+    with database.engine.begin() as connection:  # another process's change: seen when the TTL ends
+        connection.execute(text("""UPDATE app_config_json SET json_value = '{"org_info": {}}'"""))
+    with database.session() as session:
+        assert appconfig.cached_document(session) == {"features": {}}
+    monkeypatch.setattr(appconfig, "CACHE_TTL", 0.0)
+    with database.session() as session:
+        assert appconfig.cached_document(session) == {"org_info": {}}

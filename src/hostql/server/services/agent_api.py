@@ -21,6 +21,7 @@ from hostql.server.agent_workers import WRITES, run_for_agent
 from hostql.server.logdest import RESULT, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
+from hostql.server.services.appconfig import cached_document
 from hostql.server.services.distributed import (
     apply_write,
     live_only_answer,
@@ -35,7 +36,7 @@ from hostql.server.services.logs import ConcurrentReportChange, HostRef, handle_
 from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
 from hostql.server.storage.db import is_transient
-from hostql.server.storage.models import AppConfig, Host, utcnow
+from hostql.server.storage.models import Host, utcnow
 
 NODE_INVALID = {"error": "invalid node key", "node_invalid": True}
 T = TypeVar("T")
@@ -128,10 +129,7 @@ def enroll_agent(state: ServerState, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _features(session: Any) -> dict[str, bool]:
-    from sqlalchemy import select
-
-    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
-    features = (row.json_value or {}).get("features") if row is not None else None
+    features = cached_document(session).get("features")
     features = features if isinstance(features, dict) else {}
     return {"enable_host_users": bool(features.get("enable_host_users", True)),
             "enable_software_inventory": bool(features.get("enable_software_inventory", True))}

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from hostql.server.services.appconfig import DEFAULT_AGENT_OPTIONS
 from hostql.server.services.packs import packs_for_host
-from hostql.server.storage.models import AppConfig, Host, Query, Team
+from hostql.server.storage.models import Host, Query, Team
 
 GLOBAL_PACK = "Global"
 LOGGING_FLAGS = {
@@ -72,8 +72,9 @@ def find_scheduled_query(session: Session, team_id: int | None, name: str) -> Qu
 
 
 def _app_config(session: Session) -> dict[str, Any]:
-    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
-    return dict(row.json_value or {}) if row is not None else {}
+    from hostql.server.services.appconfig import cached_document
+
+    return cached_document(session)
 
 
 def agent_options_for(session: Session, host: Host) -> dict[str, Any]:

@@ -9,9 +9,13 @@ Fleet); :func:`save` stores it.
 from __future__ import annotations
 
 import copy
+import threading
+import time
+import weakref
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session as OrmSession
 
 from hostql.server.errors import ValidationFailed
@@ -97,6 +101,47 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def _row(session: OrmSession) -> AppConfig | None:
     return session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
+
+
+CACHE_TTL = 1.0  # seconds the agent paths reuse the stored document; changes in this process end it at once
+_cache_lock = threading.Lock()
+# per engine: the tests (and any embedding) may run several databases in one process
+_cached: weakref.WeakKeyDictionary[Any, tuple[float, int, dict[str, Any]]] = weakref.WeakKeyDictionary()
+_generation = [0]
+
+
+def _changed(*_: Any) -> None:
+    _generation[0] += 1
+
+
+for _name in ("after_insert", "after_update", "after_delete"):
+    event.listen(AppConfig, _name, _changed)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _watch_bulk(orm_state: ORMExecuteState) -> None:
+    if orm_state.is_update or orm_state.is_delete:
+        mapper = orm_state.bind_mapper
+        if mapper is None or mapper.class_ is AppConfig:
+            _changed()
+
+
+def cached_document(session: OrmSession) -> dict[str, Any]:
+    """The stored document for the agent hot paths (config fetches, writes, logs): read at
+    most once per :data:`CACHE_TTL` per process instead of once per request (an ORM load
+    and a JSON parse of the whole document each time).  A change made through the ORM in
+    this process is seen at once, other processes' within the TTL.  Shared: callers must
+    not change it (copy what they change)."""
+    engine = session.get_bind()
+    generation, now = _generation[0], time.monotonic()
+    hit = _cached.get(engine)
+    if hit is not None and hit[1] == generation and now - hit[0] < CACHE_TTL:
+        return hit[2]
+    row = session.execute(select(AppConfig.json_value).order_by(AppConfig.id).limit(1)).first()
+    document = row[0] if row is not None and isinstance(row[0], dict) else {}
+    with _cache_lock:
+        _cached[engine] = (now, generation, document)
+    return document
 
 
 def stored(session: OrmSession) -> dict[str, Any]:

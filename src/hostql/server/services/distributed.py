@@ -34,9 +34,10 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from hostql.server.services import live_targets
+from hostql.server.services.appconfig import cached_document
 from hostql.server.services.detail_queries import BY_NAME, IngestContext, platform_family, queries_for
 from hostql.server.state import ServerState
-from hostql.server.storage.models import AppConfig, Host, Label, LabelMembership, Policy, PolicyMembership
+from hostql.server.storage.models import Host, Label, LabelMembership, Policy, PolicyMembership
 
 DETAIL = "fleet_detail_query_"
 LABEL = "fleet_label_query_"
@@ -179,8 +180,7 @@ def query_sets(state: ServerState, session: Session) -> QuerySets:
 
 
 def additional_queries(session: Session) -> dict[str, str]:
-    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
-    features = (row.json_value or {}).get("features") if row is not None else None
+    features = cached_document(session).get("features")
     extra = features.get("additional_queries") if isinstance(features, dict) else None
     if not isinstance(extra, dict):
         return {}

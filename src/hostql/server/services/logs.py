@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from hostql.server import fastjson
 from hostql.server.logdest import RESULT, STATUS, LogRouter
 from hostql.server.services.agent_config import parse_schedule_name
+from hostql.server.services.appconfig import cached_document
 from hostql.server.storage.models import AppConfig, Host, Query, QueryReport, utcnow
 
 PRUNE_EVERY = 3600.0
@@ -48,8 +49,7 @@ _last_prune: dict[int, float] = {}
 
 
 def reports_disabled(session: Session) -> bool:
-    row = session.scalars(select(AppConfig).order_by(AppConfig.id)).first()
-    server_settings = (row.json_value or {}).get("server_settings") if row is not None else None
+    server_settings = cached_document(session).get("server_settings")
     return bool(isinstance(server_settings, dict) and server_settings.get("query_reports_disabled"))
 
 
