@@ -316,3 +316,25 @@ def test_host_status_sql_filters_match_python(database: Database) -> None:
             assert (python == "missing") == (host.hostname in expected["missing"])
     with pytest.raises(ValueError):
         host_status.status_filter("sleepy", now)
+
+
+def test_users_are_replaced_only_when_they_changed(client: TestClient, database: Database) -> None:
+    add_secret(database, "s")
+    key = enroll(client, "s", "people", real_host_details())
+    users_query = "fleet_detail_query_users"
+
+    def write_users(rows: list[dict[str, str]]) -> None:
+        reply = client.post("/api/osquery/distributed/write",
+                            json={"node_key": key, "queries": {users_query: rows}, "statuses": {users_query: 0}})
+        assert reply.status_code == 200 and reply.json() == {}
+
+    alice = {"uid": "1000", "username": "alice", "type": "", "groupname": "alice", "shell": "/bin/bash"}
+    bob = {"uid": "1001", "username": "bob", "type": "", "groupname": "bob", "shell": "/bin/zsh"}
+    write_users([alice, bob])
+    with recorded_statements(database) as statements:
+        write_users([bob, alice])  # the same users: nothing written to host_users
+    assert not [sql for sql in statements if "host_users" in sql and not sql.lstrip().upper().startswith("SELECT")]
+    write_users([dict(alice, shell="/bin/fish")])
+    with database.session() as session:
+        stored = [(u.username, u.shell) for u in session.scalars(select(HostUser).order_by(HostUser.uid))]
+    assert stored == [("alice", "/bin/fish")]

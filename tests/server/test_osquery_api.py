@@ -235,6 +235,22 @@ def test_team_options_pack_and_platform_override(client: TestClient, database: D
     assert f"pack_team-{team_id}_team_q" in {q.name for q in parsed.all_queries()}
 
 
+def test_config_follows_a_team_transfer_and_a_deleted_host_gets_node_invalid(client: TestClient,
+                                                                             database: Database) -> None:
+    add_secret(database, "s")
+    team_id = add_secret(database, "team", team_name="T")
+    with database.session() as session:
+        session.get_one(Team, team_id).config = {"agent_options": {"config": {"options": {"distributed_interval": 30}}}}
+    key = enroll(client, "s", "mover")
+    assert "distributed_interval" in client.post("/api/osquery/config", json={"node_key": key}).json()["options"]
+    with database.session() as session:  # through the ORM, as the transfer endpoint does: the cache forgets it
+        session.scalars(select(Host)).one().team_id = team_id
+    assert client.post("/api/osquery/config", json={"node_key": key}).json()["options"] == {"distributed_interval": 30}
+    with database.session() as session:
+        session.delete(session.scalars(select(Host)).one())
+    assert client.post("/api/osquery/config", json={"node_key": key}).json().get("node_invalid") is True
+
+
 def test_global_agent_options_from_app_config(client: TestClient, database: Database) -> None:
     add_secret(database, "s")
     with database.session() as session:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hostql.server.agent_workers import WRITES, run_for_agent
@@ -141,13 +141,16 @@ def host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
 
 
 def _host_config(state: ServerState, host: Host) -> dict[str, Any] | None:
+    """Built from the host as identified (cached: a deleted or changed host is dropped from the
+    cache, so it is current): reads only, except the rare fill-in of its intervals, whose
+    UPDATE also tells whether the host still exists."""
     with state.database.session() as session:
-        current = session.get(Host, host.id)
-        if current is None:
-            return None
-        config = config_for_host(session, current)
-        for column, value in interval_updates(current, config).items():
-            setattr(current, column, value)
+        config = config_for_host(session, host)
+        updates = interval_updates(host, config)
+        if updates:
+            result = session.execute(update(Host).where(Host.id == host.id).values(**updates))
+            if not getattr(result, "rowcount", 1):
+                return None
     return config
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from hostql.server.services.agent_config import find_scheduled_query, parse_schedule_name
@@ -208,19 +208,26 @@ def _set_disk(host: Host, free_bytes: float, total_bytes: float) -> None:
 
 
 def ingest_users(ctx: IngestContext, rows: list[Row]) -> None:
+    """Replace the host's users, unless they are the ones stored (the usual hourly refresh)."""
     if not ctx.enable_host_users:
         return
-    wanted: dict[tuple[int, str], HostUser] = {}
+    wanted: dict[tuple[int, str], dict[str, Any]] = {}
     for row in rows:
         username = _text(row, "username")
         if not username:
             continue
         uid = _int(row, "uid")
-        wanted[(uid, username)] = HostUser(host_id=ctx.host.id, uid=uid, username=username[:255],
-                                           type=_text(row, "type")[:255], groupname=_text(row, "groupname")[:255],
-                                           shell=_text(row, "shell")[:255])
+        wanted[(uid, username[:255])] = {"host_id": ctx.host.id, "uid": uid, "username": username[:255],
+                                         "type": _text(row, "type")[:255],
+                                         "groupname": _text(row, "groupname")[:255],
+                                         "shell": _text(row, "shell")[:255]}
+    columns = (HostUser.uid, HostUser.username, HostUser.type, HostUser.groupname, HostUser.shell)
+    stored = {tuple(row) for row in ctx.session.execute(select(*columns).where(HostUser.host_id == ctx.host.id))}
+    if stored == {(u["uid"], u["username"], u["type"], u["groupname"], u["shell"]) for u in wanted.values()}:
+        return
     ctx.session.execute(delete(HostUser).where(HostUser.host_id == ctx.host.id))
-    ctx.session.add_all(wanted.values())
+    if wanted:
+        ctx.session.execute(insert(HostUser), list(wanted.values()))
 
 
 SoftwareKey = tuple[str, str, str, str]

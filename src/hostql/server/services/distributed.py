@@ -331,16 +331,23 @@ def _suffix_id(name: str, prefix: str) -> int | None:
         return None
 
 
-def _set_label(session: Session, host: Host, label_id: int, member: bool, now: datetime) -> None:
-    if session.get(Label, label_id) is None:
+def _set_labels(session: Session, host: Host, answers: dict[int, bool], now: datetime) -> None:
+    """Store the host's label answers (id -> member) with two queries, not two per label."""
+    if not answers:
         return
-    existing = session.get(LabelMembership, (label_id, host.id))
-    if member and existing is None:
-        session.add(LabelMembership(label_id=label_id, host_id=host.id, updated_at=now))
-    elif member and existing is not None:
-        existing.updated_at = now
-    elif existing is not None:
-        session.delete(existing)
+    known = set(session.scalars(select(Label.id).where(Label.id.in_(answers))))
+    existing = {membership.label_id: membership for membership in session.scalars(
+        select(LabelMembership).where(LabelMembership.host_id == host.id, LabelMembership.label_id.in_(known)))}
+    for label_id, member in answers.items():
+        if label_id not in known:
+            continue
+        current = existing.get(label_id)
+        if member and current is None:
+            session.add(LabelMembership(label_id=label_id, host_id=host.id, updated_at=now))
+        elif member and current is not None:
+            current.updated_at = now
+        elif current is not None:
+            session.delete(current)
 
 
 def _set_policy(session: Session, host: Host, policy_id: int, passes: bool | None,
@@ -367,6 +374,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
     detail_seen = False
     platform_known = bool(host.platform)  # the full detail set went out only if it was known
     additional: dict[str, Any] = dict(host.additional or {})
+    labels: dict[int, bool] = {}
     for name in sorted(set(results) | set(statuses)):
         ok = _succeeded(statuses.get(name))
         rows = _rows(results.get(name))
@@ -378,7 +386,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
                 report.details += 1
         elif name.startswith(LABEL) and (label_id := _suffix_id(name, LABEL)) is not None:
             if ok:
-                _set_label(session, host, label_id, bool(rows), now)
+                labels[label_id] = bool(rows)
             report.labels += 1
         elif name.startswith(POLICY) and (policy_id := _suffix_id(name, POLICY)) is not None:
             change = _set_policy(session, host, policy_id, bool(rows) if ok else None, now)
@@ -393,6 +401,7 @@ def apply_write(session: Session, host: Host, body: dict[str, Any], now: datetim
                 additional[name[len(ADDITIONAL):]] = rows
         else:
             report.ignored.append(name)
+    _set_labels(session, host, labels, now)
     if additional != (host.additional or {}):
         host.additional = additional
     if detail_seen:
