@@ -184,7 +184,7 @@ SPECS: tuple[Spec, ...] = (
          "Per-host spread added to the update intervals, in percent of the interval", "PERCENT"),
     Spec("label_update_interval", parse_duration, 3600.0, "How often label queries are re-sent", "DURATION"),
     Spec("policy_update_interval", parse_duration, 3600.0, "How often policy queries are re-sent", "DURATION"),
-    Spec("host_cache_ttl", parse_duration, 30.0,
+    Spec("host_cache_ttl", parse_duration, 300.0,
          "How long a host looked up by node key is cached in memory", "DURATION"),
     Spec("seen_time_flush_interval", parse_duration, 5.0,
          "How often hosts' last-seen times are written to the database in one batch", "DURATION"),
@@ -236,7 +236,7 @@ class Settings:
     max_jitter_percent: int = 10
     label_update_interval: float = 3600.0
     policy_update_interval: float = 3600.0
-    host_cache_ttl: float = 30.0
+    host_cache_ttl: float = 300.0
     seen_time_flush_interval: float = 5.0
     log_level: str = "info"
     access_log: bool = False
