@@ -357,3 +357,20 @@ def test_query_lookups_are_cached_but_see_changes(client: TestClient, database: 
         query.discard_data = True
     _log(client, key, "result", [_snapshot("pack/Global/later", [{"x": "2"}])])
     assert _report(database, qid) == [{"x": "1"}]
+
+
+@pytest.mark.parametrize("logging_type", ["snapshot", "differential"])
+def test_a_report_for_a_host_deleted_behind_the_cache_answers_node_invalid(
+        client: TestClient, database: Database, key: str, logging_type: str) -> None:
+    from sqlalchemy import text
+
+    qid = _query(database, "gone", logging_type=logging_type)
+    event = {"name": "pack/Global/gone", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}
+    line = (_snapshot("pack/Global/gone", [{"a": "1"}]) if logging_type == "snapshot"
+            else {**event, "action": "added", "columns": {"a": "1"}})
+    _log(client, key, "result", [line])
+    with database.engine.begin() as connection:  # not through the ORM: the node-key cache still holds it
+        connection.execute(text("DELETE FROM hosts"))
+    reply = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [line]})
+    assert reply.status_code == 401 and reply.json().get("node_invalid") is True
+    assert _report(database, qid) == []

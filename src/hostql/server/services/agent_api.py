@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hostql.server.agent_workers import WRITES, run_for_agent
@@ -166,13 +166,11 @@ def _host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str,
         return {"error": f"unknown log_type {log_type!r}"}
     if not isinstance(data, list):
         return {"error": "data must be a list of log lines"}
+    # The host as identified: a team change or a delete drops it from the node-key cache at
+    # once, and a report written for a host deleted meanwhile fails its foreign key
+    # (host_transaction answers node_invalid), so lines only forwarded need no SQL at all.
+    current = HostRef(host.id, host.team_id)
     with state.database.session() as session:
-        current: HostRef | None = HostRef(host.id, host.team_id)
-        if log_type == "result":  # the current team (and whether the host still exists), not the cached one
-            team = session.execute(select(Host.team_id).where(Host.id == host.id)).first()
-            current = None if team is None else HostRef(host.id, team[0])
-        if current is None:
-            return dict(NODE_INVALID)
         handle_log(session, router_for(state), current, str(log_type), data,
                    retention_days=float(setting(state, "query_report_retention_days", 30)), state_key=id(state),
                    now=now_for(state), lookups=lookups_for(state))
