@@ -179,3 +179,30 @@ def test_a_quiet_host_dropped_from_the_cache_costs_one_lookup_not_a_full_read(
         assert _read(client, key) == {"queries": {}, "discovery": {}}  # cached again
     assert statements == []
     assert client.post("/api/osquery/distributed/read", json={"node_key": "nope"}).json().get("node_invalid") is True
+
+
+def test_config_and_writes_skip_the_framework_with_the_same_answers(client: TestClient, database: Database,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostql.server.limits import BodyLimitMiddleware
+
+    add_secret(database, "s")
+    key = enroll(client, "s", "quick-config", real_host_details())
+    routed: list[str] = []
+    real_call = BodyLimitMiddleware.__call__
+
+    async def counted(self: BodyLimitMiddleware, scope: Any, receive: Any, send: Any) -> None:
+        routed.append(scope["path"])
+        await real_call(self, scope, receive, send)
+
+    monkeypatch.setattr(BodyLimitMiddleware, "__call__", counted)
+    config = client.post("/api/osquery/config", json={"node_key": key})
+    assert config.status_code == 200 and "options" in config.json()
+    write = client.post("/api/v1/osquery/distributed/write", json={"node_key": key, "queries": {}, "statuses": {}})
+    assert write.status_code == 200 and write.json() == {}
+    assert client.post("/api/osquery/config", json={"node_key": "nope"}).status_code == 401
+    assert client.post("/api/osquery/config", content=b"[1,2]").json() == {"error": "request body is not a JSON object"}
+    assert routed == []  # none of these went through the middleware and FastAPI's routing
+    huge = b'{"node_key": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+    assert client.post("/api/osquery/distributed/write", content=huge).status_code == 413
+    assert client.get("/api/osquery/config").status_code == 405
+    assert routed == ["/api/osquery/distributed/write", "/api/osquery/config"]  # the full path answered those

@@ -31,6 +31,8 @@ from hostql.server.services import agent_api
 
 READ_PATHS = frozenset({"/api/osquery/distributed/read", "/api/v1/osquery/distributed/read"})
 LOG_PATHS = frozenset({"/api/osquery/log", "/api/v1/osquery/log"})
+CONFIG_PATHS = frozenset({"/api/osquery/config", "/api/v1/osquery/config"})
+WRITE_PATHS = frozenset({"/api/osquery/distributed/write", "/api/v1/osquery/distributed/write"})
 EMPTY_READ = b'{"queries":{},"discovery":{}}'
 _JSON = (b"content-type", b"application/json")
 _EMPTY_START: Message = {"type": "http.response.start", "status": 200,
@@ -160,6 +162,43 @@ class FastLogHandler:
         await response(scope, receive, send)
 
 
+class FastAgentEndpoint:
+    """An osquery API endpoint (``config``, ``distributed/write``) called before FastAPI's
+    routing and middleware: the endpoint function itself, on a request whose body was read
+    within the limit, so its answers are the full path's.  Every agent fetches its config
+    every minute and answers every live query with a write; the routing, dependency and
+    middleware layers cost more than the work of a cached host's request."""
+
+    def __init__(self, app: ASGIApp, owner: Any, endpoint: Any, limits: BodyLimits | None = None) -> None:
+        self.app = app
+        self.owner = owner
+        self.endpoint = endpoint
+        self.limit = (limits or BodyLimits()).osquery
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import Request
+
+        from hostql.server.errors import internal_error_response
+
+        if scope["method"] != "POST" or not request_headers(scope["headers"], self.limit).fits:
+            await self.app(scope, receive, send)  # the full path answers (405, 413)
+            return
+        received = await read_body(receive, self.limit)
+        if received is None:
+            return  # the client went away
+        body, message, complete = received
+        replay = _replay(body, message, receive)
+        if not complete:
+            await self.app(scope, replay, send)
+            return
+        try:
+            response: Any = await self.endpoint(Request(dict(scope, app=self.owner), replay))
+        except Exception:
+            _log.exception("Unhandled error on POST %s", scope["path"])
+            response = internal_error_response()
+        await response(scope, receive, send)
+
+
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message, bool] | None:
     """The request body read up to ``limit`` bytes: (what was read, the last message, whether that is
     the whole body within the limit); None when the client went away."""
@@ -213,6 +252,7 @@ class ServerApp(FastAPI):
 
     fast_read: FastReadMiddleware | None = None
     fast_log: FastLogHandler | None = None
+    fast_endpoints: dict[str, FastAgentEndpoint] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -223,18 +263,28 @@ class ServerApp(FastAPI):
             if self.fast_log is not None and path in LOG_PATHS:
                 await self.fast_log(scope, receive, send)
                 return
+            endpoint = self.fast_endpoints.get(path) if self.fast_endpoints is not None else None
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
 def install_fast_read(app: ServerApp, settings: Any = None) -> None:
-    """Serve agents' reads and logs before every middleware of ``app``; the rest goes through the full app."""
+    """Serve agents' reads, logs, config fetches and writes before every middleware of ``app``; the rest
+    goes through the full app."""
     full_app = partial(FastAPI.__call__, app)
     limits = BodyLimits.from_settings(settings)
     app.fast_read = FastReadMiddleware(full_app, owner=app, limits=limits)
     app.fast_log = FastLogHandler(full_app, owner=app, limits=limits)
+    from hostql.server import osquery_api
+
+    config = FastAgentEndpoint(full_app, app, osquery_api.config, limits)
+    write = FastAgentEndpoint(full_app, app, osquery_api.distributed_write, limits)
+    app.fast_endpoints = {**dict.fromkeys(CONFIG_PATHS, config), **dict.fromkeys(WRITE_PATHS, write)}
 
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["EMPTY_READ", "LOG_PATHS", "READ_PATHS", "FastLogHandler", "FastReadMiddleware", "ServerApp",
-           "install_fast_read"]
+__all__ = ["CONFIG_PATHS", "EMPTY_READ", "LOG_PATHS", "READ_PATHS", "WRITE_PATHS", "FastAgentEndpoint",
+           "FastLogHandler", "FastReadMiddleware", "ServerApp", "install_fast_read"]
