@@ -122,52 +122,13 @@ class FastReadMiddleware:
         return fastjson.dumps(answer)
 
 
-class FastLogHandler:
-    """``/log`` handled before FastAPI's routing and middleware: the same work in a worker
-    thread (:func:`hostql.server.osquery_api.log_sync`) and the same answers, without the
-    routing, dependency and middleware layers around every agent's log request."""
-
-    def __init__(self, app: ASGIApp, owner: Any, limits: BodyLimits | None = None) -> None:
-        self.app = app
-        self.owner = owner
-        self.limit = (limits or BodyLimits()).osquery
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from hostql.server import osquery_api
-        from hostql.server.agent_workers import WRITES, run_for_agent
-        from hostql.server.errors import internal_error_response
-
-        found = request_headers(scope["headers"], self.limit)
-        if not found.fits:
-            await self.app(scope, receive, send)  # too big: the full path answers 413
-            return
-        if scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        received = await read_body(receive, self.limit)
-        if received is None:
-            return  # the client went away
-        body, message, complete = received
-        if not complete:
-            await self.app(scope, _replay(body, message, receive), send)
-            return
-        try:
-            answer = await run_for_agent(self.owner.state.hostql, osquery_api.log_sync, self.owner.state.hostql, body,
-                                         (found.content_encoding or b"").decode("latin-1"),
-                                         found.authorization.decode("latin-1"), kind=WRITES)
-            response: Any = osquery_api.json_answer(answer)
-        except Exception:
-            _log.exception("Unhandled error on POST %s", scope["path"])
-            response = internal_error_response()
-        await response(scope, receive, send)
-
-
 class FastAgentEndpoint:
-    """An osquery API endpoint (``config``, ``distributed/write``) called before FastAPI's
-    routing and middleware: the endpoint function itself, on a request whose body was read
-    within the limit, so its answers are the full path's.  Every agent fetches its config
-    every minute and answers every live query with a write; the routing, dependency and
-    middleware layers cost more than the work of a cached host's request."""
+    """An osquery API endpoint (``log``, ``config``, ``distributed/write``) called before
+    FastAPI's routing and middleware: the endpoint function itself, on a request whose body
+    was read within the limit, so its answers are the full path's.  Every agent sends logs
+    every few seconds, fetches its config every minute and answers every live query with a
+    write; the routing, dependency and middleware layers cost more than the work of a
+    cached host's request."""
 
     def __init__(self, app: ASGIApp, owner: Any, endpoint: Any, limits: BodyLimits | None = None) -> None:
         self.app = app
@@ -251,7 +212,6 @@ class ServerApp(FastAPI):
     """The server's FastAPI application: agents' reads and logs take their fast paths first."""
 
     fast_read: FastReadMiddleware | None = None
-    fast_log: FastLogHandler | None = None
     fast_endpoints: dict[str, FastAgentEndpoint] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,9 +219,6 @@ class ServerApp(FastAPI):
             path = scope["path"]
             if self.fast_read is not None and path in READ_PATHS:
                 await self.fast_read(scope, receive, send)
-                return
-            if self.fast_log is not None and path in LOG_PATHS:
-                await self.fast_log(scope, receive, send)
                 return
             endpoint = self.fast_endpoints.get(path) if self.fast_endpoints is not None else None
             if endpoint is not None:
@@ -276,15 +233,15 @@ def install_fast_read(app: ServerApp, settings: Any = None) -> None:
     full_app = partial(FastAPI.__call__, app)
     limits = BodyLimits.from_settings(settings)
     app.fast_read = FastReadMiddleware(full_app, owner=app, limits=limits)
-    app.fast_log = FastLogHandler(full_app, owner=app, limits=limits)
     from hostql.server import osquery_api
 
-    config = FastAgentEndpoint(full_app, app, osquery_api.config, limits)
-    write = FastAgentEndpoint(full_app, app, osquery_api.distributed_write, limits)
-    app.fast_endpoints = {**dict.fromkeys(CONFIG_PATHS, config), **dict.fromkeys(WRITE_PATHS, write)}
+    app.fast_endpoints = {}
+    for paths, endpoint in ((LOG_PATHS, osquery_api.log), (CONFIG_PATHS, osquery_api.config),
+                            (WRITE_PATHS, osquery_api.distributed_write)):
+        app.fast_endpoints.update(dict.fromkeys(paths, FastAgentEndpoint(full_app, app, endpoint, limits)))
 
 
 _log = logging.getLogger(__name__)
 
 __all__ = ["CONFIG_PATHS", "EMPTY_READ", "LOG_PATHS", "READ_PATHS", "WRITE_PATHS", "FastAgentEndpoint",
-           "FastLogHandler", "FastReadMiddleware", "ServerApp", "install_fast_read"]
+           "FastReadMiddleware", "ServerApp", "install_fast_read"]
