@@ -189,16 +189,22 @@ def quick_read(state: ServerState, node_key: str) -> tuple[dict[str, Any] | None
     entry = helper.cache.entry(node_key) if node_key else None
     if entry is None:
         return None, None
-    host = entry.host
     now = now_for(state)
-    helper.mark_seen(host, now)
+    helper.mark_seen(entry.host, now)
+    return _quiet_answer(state, helper, entry, now), entry.host
+
+
+def _quiet_answer(state: ServerState, helper: checkin.Checkin, entry: checkin.CachedHost,
+                  now: datetime) -> dict[str, Any] | None:
+    """The read answer from memory while the cached host is quiet (see :func:`quiet_until`), else None."""
+    host = entry.host
     generation = sets_generation()
     if entry.quiet_until is None or now >= entry.quiet_until or entry.sets_generation != generation:
         until = quiet_until(state, host, now, helper.read_intervals())
         if until is None:
-            return None, host
+            return None
         entry.quiet_until, entry.sets_generation = until, generation
-    return live_only_answer(state, host), host
+    return live_only_answer(state, host)
 
 
 def read_after_miss(state: ServerState, node_key: str) -> dict[str, Any] | None:
@@ -210,7 +216,9 @@ def read_after_miss(state: ServerState, node_key: str) -> dict[str, Any] | None:
     host = authenticate(state, node_key)
     if host is None:
         return None
-    quick, _ = quick_read(state, node_key)
+    helper = checkin.checkin_for(state)
+    entry = helper.cache.entry(node_key)  # None when the cache refused the lookup (a change overlapped it)
+    quick = _quiet_answer(state, helper, entry, now_for(state)) if entry is not None else None
     return quick if quick is not None else distributed_read(state, host)
 
 

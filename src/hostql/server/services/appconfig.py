@@ -14,11 +14,11 @@ import time
 import weakref
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
 from hostql.server.errors import ValidationFailed
+from hostql.server.storage.changes import on_change
 from hostql.server.storage.models import AppConfig
 
 DEFAULT_AGENT_OPTIONS: dict[str, Any] = {
@@ -110,20 +110,11 @@ _cached: weakref.WeakKeyDictionary[Any, tuple[float, int, dict[str, Any]]] = wea
 _generation = [0]
 
 
-def _changed(*_: Any) -> None:
+def _changed() -> None:
     _generation[0] += 1
 
 
-for _name in ("after_insert", "after_update", "after_delete"):
-    event.listen(AppConfig, _name, _changed)
-
-
-@event.listens_for(OrmSession, "do_orm_execute")
-def _watch_bulk(orm_state: ORMExecuteState) -> None:
-    if orm_state.is_update or orm_state.is_delete:
-        mapper = orm_state.bind_mapper
-        if mapper is None or mapper.class_ is AppConfig:
-            _changed()
+on_change((AppConfig,), _changed)
 
 
 def cached_document(session: OrmSession) -> dict[str, Any]:

@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hostql.server.services import live_targets
 from hostql.server.services.appconfig import cached_document
 from hostql.server.services.detail_queries import BY_NAME, IngestContext, platform_family, queries_for
 from hostql.server.state import ServerState
+from hostql.server.storage.changes import on_change
 from hostql.server.storage.models import Host, Label, LabelMembership, Policy, PolicyMembership
 
 DETAIL = "fleet_detail_query_"
@@ -136,18 +137,7 @@ def _sets_changed() -> None:
     _current_generation[0] = next(_generation)
 
 
-@event.listens_for(Session, "after_flush")
-def _watch_flush(session: Session, context: Any) -> None:
-    if any(isinstance(obj, (Label, Policy)) for obj in itertools.chain(session.new, session.dirty, session.deleted)):
-        _sets_changed()
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _watch_bulk(orm_state: ORMExecuteState) -> None:
-    if orm_state.is_update or orm_state.is_delete:
-        mapper = orm_state.bind_mapper
-        if mapper is None or mapper.class_ in (Label, Policy):
-            _sets_changed()
+on_change((Label, Policy), _sets_changed)
 
 
 _SETS_LOCK = threading.Lock()

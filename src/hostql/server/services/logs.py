@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hostql.server import fastjson
 from hostql.server.logdest import RESULT, STATUS, LogRouter
 from hostql.server.services.agent_config import parse_schedule_name
 from hostql.server.services.appconfig import cached_document
-from hostql.server.storage.models import AppConfig, Host, Query, QueryReport, utcnow
+from hostql.server.storage.changes import on_change
+from hostql.server.storage.models import Host, Query, QueryReport, utcnow
 
 PRUNE_EVERY = 3600.0
 LOOKUP_TTL = 1.0  # seconds a name -> query lookup (and the reports-disabled flag) is reused
@@ -74,16 +75,15 @@ class QueryInfo:
 
 
 class LookupCache:
-    """``(team id, query name) -> QueryInfo | None`` and the reports-disabled flag, each kept
-    :data:`LOOKUP_TTL` seconds.  Any change to a query or the app config made through the
-    ORM in this process empties it at once (:func:`_changed`); other processes' changes are
-    seen within the TTL."""
+    """``(team id, query name) -> QueryInfo | None``, kept :data:`LOOKUP_TTL` seconds.  Any
+    change to a query made through the ORM in this process empties it at once
+    (:func:`_changed`); other processes' changes are seen within the TTL.  The
+    reports-disabled flag comes from the app-config cache (``appconfig.cached_document``)."""
 
     def __init__(self, ttl: float = LOOKUP_TTL) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._queries: dict[tuple[int | None, str], tuple[float, int, QueryInfo | None]] = {}
-        self._disabled: tuple[float, int, bool] | None = None
 
     def query(self, session: Session, team_id: int | None, name: str) -> QueryInfo | None:
         key = (team_id, name)
@@ -102,27 +102,15 @@ class LookupCache:
             self._queries[key] = (now, generation, info)
         return info
 
-    def reports_disabled(self, session: Session) -> bool:
-        now = time.monotonic()
-        generation = _generation[0]
-        hit = self._disabled
-        if hit is not None and hit[1] == generation and now - hit[0] < self.ttl:
-            return hit[2]
-        value = reports_disabled(session)
-        self._disabled = (now, generation, value)
-        return value
-
 
 _generation = [0]
 
 
-def _changed(*_: Any) -> None:
+def _changed() -> None:
     _generation[0] += 1
 
 
-for _model in (Query, AppConfig):
-    for _name in ("after_insert", "after_update", "after_delete"):
-        event.listen(_model, _name, _changed)
+on_change((Query,), _changed)
 
 
 def lookups_for(state: Any) -> LookupCache:
@@ -214,7 +202,7 @@ class ResultProcessor:
         self.host = host
         self.now = now
         self.lookups = lookups if lookups is not None else LookupCache(ttl=0.0)
-        self.disabled = self.lookups.reports_disabled(session)
+        self.disabled = reports_disabled(session)
         self.forward: list[dict[str, Any]] = []
         self._names: dict[str, QueryInfo | None] = {}
         self._reports: dict[int, _Report] = {}
