@@ -251,6 +251,23 @@ def test_filesystem_destination_makes_its_directory_again(tmp_path: Path) -> Non
     assert (tmp_path / "d" / "r.log").read_bytes() == b'{"b":2}\n'
 
 
+def test_filesystem_destination_follows_a_file_moved_by_another_process(tmp_path: Path) -> None:
+    # logrotate (without copytruncate) renames the file; the lines after that go to a new one.
+    path = tmp_path / "r.log"
+    destination = FilesystemDestination(path, max_bytes=10_000)
+    destination.write_encoded("result", [b'{"a":1}', b'{"a":2}'])
+    path.rename(tmp_path / "r.log.old")
+    destination.write_encoded("result", [b'{"a":3}'])
+    assert (tmp_path / "r.log.old").read_bytes() == b'{"a":1}\n{"a":2}\n'
+    assert path.read_bytes() == b'{"a":3}\n'
+    path.write_bytes(b"")  # truncated in place (copytruncate): appends start again at its end
+    destination.write_encoded("result", [b'{"a":4}'])
+    destination.close()
+    destination.write_encoded("result", [b'{"a":5}'])  # a closed destination opens the file again
+    assert path.read_bytes() == b'{"a":4}\n{"a":5}\n'
+    destination.close()
+
+
 def test_one_request_is_applied_as_its_lines_in_order(client: TestClient, database: Database, key: str) -> None:
     qid = _query(database, "batched", logging_type="differential")
     event = {"name": "pack/Global/batched", "hostIdentifier": "h", "unixTime": 1_700_000_000, "epoch": 1}

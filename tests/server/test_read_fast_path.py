@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from hostql.server.state import ServerState
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import Host, Label, utcnow
+from hostql.server.storage.models import Host, Label, Query, QueryReport, utcnow
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +125,52 @@ def test_logs_take_the_fast_path_with_the_full_paths_answers(client: TestClient,
         raise RuntimeError("database on fire")
 
     monkeypatch.setattr(agent_api, "host_log", broken)
-    failed = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [line]})
+    with database.session() as session:  # a saved query's lines update its report: the full path
+        session.add(Query(name="saved", query="SELECT 1;", interval=60))
+    saved = dict(line, name="pack/Global/saved")
+    failed = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [saved]})
     assert failed.status_code == 500 and failed.json()["message"] == "Internal server error"
+
+
+def test_forwarded_logs_need_no_sql_and_saved_queries_still_get_reports(
+        client: TestClient, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hostql.server.services import agent_api
+
+    full_path = agent_api.host_log
+    add_secret(database, "s")
+    key = enroll(client, "s", "plainlog", real_host_details())
+
+    def post(log_type: str, *lines: dict[str, Any]) -> None:
+        reply = client.post("/api/osquery/log", json={"node_key": key, "log_type": log_type, "data": list(lines)})
+        assert (reply.status_code, reply.json()) == (200, {}), reply.text
+
+    event = {"hostIdentifier": "plainlog", "unixTime": 1, "action": "added", "columns": {"a": "1"}}
+    post("result", dict(event, name="pack/Global/warmup"))  # caches the host and the lookup, prunes once
+
+    def full_path_taken(*args: Any) -> dict[str, Any]:
+        raise AssertionError("the full path (a worker thread and a transaction) was taken")
+
+    monkeypatch.setattr(agent_api, "host_log", full_path_taken)
+    with recorded_statements(database) as statements:
+        post("status", {"hostIdentifier": "plainlog", "severity": 0, "message": "started"})
+        post("result", dict(event, name="pack/osquery-monitoring/schedule"), dict(event, name="pack/Global/warmup"),
+             dict(event, name="pack/team-99/other"))  # another team's query is never this host's
+    assert statements == []
+    monkeypatch.setattr(agent_api, "host_log", full_path)
+    results = [json.loads(row) for row in (tmp_path / "logs" / "result.log").read_text().splitlines()]
+    assert [row["name"] for row in results] == ["pack/Global/warmup", "pack/osquery-monitoring/schedule",
+                                                "pack/Global/warmup", "pack/team-99/other"]
+    status = (tmp_path / "logs" / "status.log").read_text().splitlines()
+    assert [json.loads(row)["message"] for row in status] == ["started"]
+    with database.session() as session:  # a query saved now is seen at once: its lines update its report
+        query = Query(name="warmup", query="SELECT 1;", interval=60)
+        session.add(query)
+        session.flush()
+        query_id = query.id
+    post("result", dict(event, name="pack/Global/warmup"))
+    with database.session() as session:
+        report = session.get(QueryReport, (query_id, session.scalars(select(Host.id)).one()))
+        assert report is not None and json.loads(report.rows) == [{"a": "1"}]
 
 
 def test_a_cached_host_is_identified_without_a_worker_thread(client: TestClient, database: Database,

@@ -1,18 +1,26 @@
-"""``distributed/read`` answered straight from ASGI, before FastAPI's middleware and routing.
+"""Agents' requests answered before FastAPI's middleware and routing.
 
-Agents poll ``/api/osquery/distributed/read`` (and ``/api/v1/osquery/...``) every
-few seconds and nearly every answer is "nothing to run".  :class:`ServerApp`
-(the FastAPI application the server builds) hands those requests to
-:class:`FastReadMiddleware` before Starlette's middleware stack runs (its
-error middleware, FastAPI's telemetry and body-limit wrappers cost more than
-the answer itself).  The fast path reads the small body (within the osquery body
-limit), parses it, and asks :func:`hostql.server.services.agent_api.quick_read`;
-when that answers from memory it sends the answer itself (the empty one as
-precomputed bytes).  Everything else (an unknown or uncached node key, work
-due, a gzip body, a body that is not a JSON object, a body over the limit)
-goes on to the app unchanged, with the body replayed, and is answered by
-:mod:`hostql.server.osquery_api` exactly as before; so does a read whose quick
-answer raised (the full path then reports the error as for any request).
+Every agent reads ``distributed/read`` every few seconds, sends ``log`` as often,
+fetches ``config`` every minute and answers each live query with a
+``distributed/write`` (under ``/api/osquery/`` and ``/api/v1/osquery/``).
+:class:`ServerApp` (the FastAPI application the server builds) hands those
+requests to a :class:`FastAgentEndpoint` before Starlette's middleware stack
+runs (its error middleware, FastAPI's telemetry and body-limit wrappers cost
+more than a cached host's request).  It reads the body within the path's limit
+and:
+
+* for reads and logs, first asks the path's :class:`QuickAnswer`, which answers
+  from memory what needs no database: a read with nothing due
+  (:func:`~hostql.server.services.agent_api.quick_read`), a small log of
+  lines that only go to the log destinations
+  (:func:`~hostql.server.services.agent_api.quick_log`).  The HTTP protocol
+  (:mod:`hostql.server.protocol`) asks the same objects even before ASGI;
+* otherwise calls the endpoint function of :mod:`hostql.server.osquery_api`
+  with the body replayed, so everything else (an unknown or uncached node key,
+  work due, gzip, a body that is not a JSON object) is answered exactly as by
+  the routed path; a quick answer that raised falls back to it too.
+
+A request over the limit or not a POST goes on to the full app unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,10 +42,9 @@ LOG_PATHS = frozenset({"/api/osquery/log", "/api/v1/osquery/log"})
 CONFIG_PATHS = frozenset({"/api/osquery/config", "/api/v1/osquery/config"})
 WRITE_PATHS = frozenset({"/api/osquery/distributed/write", "/api/v1/osquery/distributed/write"})
 EMPTY_READ = b'{"queries":{},"discovery":{}}'
+EMPTY_OBJECT = b"{}"
+QUICK_LOG_BYTES = 64 * 1024  # larger log bodies are parsed in a worker thread, off the event loop
 _JSON = (b"content-type", b"application/json")
-_EMPTY_START: Message = {"type": "http.response.start", "status": 200,
-                         "headers": [_JSON, (b"content-length", str(len(EMPTY_READ)).encode())]}
-_EMPTY_BODY: Message = {"type": "http.response.body", "body": EMPTY_READ}
 
 
 class RequestHeaders(NamedTuple):
@@ -70,44 +77,33 @@ def request_headers(headers: Iterable[tuple[bytes, bytes]], limit: int) -> Reque
     return RequestHeaders(fits, content_encoding, authorization)
 
 
-class FastReadMiddleware:
-    """Answers the distributed reads :func:`agent_api.quick_read` can answer; passes on the rest."""
+class QuickAnswer(Protocol):
+    """An agent request answered from memory, without ASGI, when it can be."""
 
-    def __init__(self, app: ASGIApp, owner: Any, limits: BodyLimits | None = None) -> None:
-        self.app = app
+    def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """False for a request left to the full path whatever its body (gzip, too big)."""
+        ...
+
+    def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes | None:
+        """The JSON answer (status 200), or None for the full path."""
+        ...
+
+
+class QuickRead:
+    """``distributed/read`` with nothing due, answered by :func:`agent_api.quick_read`."""
+
+    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
         self.owner = owner  # the FastAPI app: its ``state.hostql`` is read per request (tests replace it)
         self.limit = (limits or BodyLimits()).osquery
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in READ_PATHS or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        if not self.may_answer(scope["headers"]):
-            await self.app(scope, receive, send)  # gzip or too big: the full path
-            return
-        received = await read_body(receive, self.limit)
-        if received is None:
-            return  # the client went away
-        body, message, complete = received
-        payload = self.answer(scope["headers"], body) if complete else None
-        if payload is None:
-            await self.app(scope, _replay(body, message, receive), send)
-        elif payload is EMPTY_READ:
-            await send(_EMPTY_START)
-            await send(_EMPTY_BODY)
-        else:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [_JSON, (b"content-length", str(len(payload)).encode())]})
-            await send({"type": "http.response.body", "body": payload})
-
     def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        """False for a read this path leaves to the app whatever its body (gzip, over the limit)."""
         found = request_headers(headers, self.limit)
         return found.fits and found.content_encoding is None
 
     def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes | None:
-        """The JSON body answering this read from memory (:data:`EMPTY_READ` itself when empty), or None."""
-        node_key = _node_key(body, headers, self.limit)
+        """:data:`EMPTY_READ` itself when nothing is due."""
+        parsed = _json_object(body)
+        node_key = _node_key(parsed, headers, self.limit) if parsed is not None else ""
         if not node_key:
             return None
         try:
@@ -122,28 +118,60 @@ class FastReadMiddleware:
         return fastjson.dumps(answer)
 
 
-class FastAgentEndpoint:
-    """An osquery API endpoint (``log``, ``config``, ``distributed/write``) called before
-    FastAPI's routing and middleware: the endpoint function itself, on a request whose body
-    was read within the limit, so its answers are the full path's.  Every agent sends logs
-    every few seconds, fetches its config every minute and answers every live query with a
-    write; the routing, dependency and middleware layers cost more than the work of a
-    cached host's request."""
+class QuickLog:
+    """A small ``log`` request of a cached host whose lines need no database (status lines,
+    results of no saved query), handled by :func:`agent_api.quick_log` on the event loop.
+    Larger bodies are parsed in a worker thread by the full path."""
 
-    def __init__(self, app: ASGIApp, owner: Any, endpoint: Any, limits: BodyLimits | None = None) -> None:
+    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
+        self.owner = owner
+        self.limit = min((limits or BodyLimits()).osquery_log, QUICK_LOG_BYTES)
+
+    def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        found = request_headers(headers, self.limit)
+        return found.fits and found.content_encoding is None
+
+    def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes | None:
+        if len(body) > self.limit:
+            return None
+        parsed = _json_object(body)
+        node_key = _node_key(parsed, headers, self.limit) if parsed is not None else ""
+        if not node_key or parsed is None:
+            return None
+        try:
+            answer = agent_api.quick_log(self.owner.state.hostql, node_key, parsed)
+        except Exception:
+            _log.debug("quick log failed; taking the full path", exc_info=True)
+            return None
+        return EMPTY_OBJECT if answer is not None else None
+
+
+class FastAgentEndpoint:
+    """An osquery API endpoint (``distributed/read``, ``log``, ``config``, ``distributed/write``)
+    called before FastAPI's routing and middleware: first its :class:`QuickAnswer` when it has
+    one, else the endpoint function itself on a request whose body was read within the limit,
+    so its answers are the full path's.  Every agent reads every few seconds, sends logs
+    as often, fetches its config every minute and answers every live query with a write;
+    the routing, dependency and middleware layers cost more than the work of a cached
+    host's request."""
+
+    def __init__(self, app: ASGIApp, owner: Any, endpoint: Any, limit: int, quick: QuickAnswer | None = None) -> None:
         self.app = app
         self.owner = owner
         self.endpoint = endpoint
-        self.limit = (limits or BodyLimits()).osquery
+        self.limit = limit
+        self.quick = quick
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from starlette.requests import Request
 
         from hostql.server.errors import internal_error_response
 
-        if scope["method"] != "POST" or not request_headers(scope["headers"], self.limit).fits:
+        headers = scope["headers"]
+        if scope["method"] != "POST" or not request_headers(headers, self.limit).fits:
             await self.app(scope, receive, send)  # the full path answers (405, 413)
             return
+        quick = self.quick if self.quick is not None and self.quick.may_answer(headers) else None
         received = await read_body(receive, self.limit)
         if received is None:
             return  # the client went away
@@ -151,6 +179,12 @@ class FastAgentEndpoint:
         replay = _replay(body, message, receive)
         if not complete:
             await self.app(scope, replay, send)
+            return
+        payload = quick.answer(headers, body) if quick is not None else None
+        if payload is not None:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [_JSON, (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
             return
         try:
             response: Any = await self.endpoint(Request(dict(scope, app=self.owner), replay))
@@ -178,15 +212,18 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message, bool]
     return body, message, size <= limit and not message.get("more_body", False)
 
 
-def _node_key(body: bytes, headers: Iterable[tuple[bytes, bytes]], limit: int) -> str:
-    """The node key of a read body (``node_key`` or ``Authorization: NodeKey``), "" when there is none.
-    The headers are only read when the body has no node key."""
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` parsed when it is a JSON object, else None."""
     try:
         parsed = fastjson.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(parsed, dict):
-        return ""
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _node_key(parsed: dict[str, Any], headers: Iterable[tuple[bytes, bytes]], limit: int) -> str:
+    """The node key of a request (body ``node_key`` or ``Authorization: NodeKey``), "" when there is
+    none.  The headers are only read when the body has no node key."""
     key = parsed.get("node_key")
     if isinstance(key, str) and key:
         return key
@@ -209,18 +246,19 @@ def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
 
 
 class ServerApp(FastAPI):
-    """The server's FastAPI application: agents' reads and logs take their fast paths first."""
+    """The server's FastAPI application: agents' requests take their fast paths first."""
 
-    fast_read: FastReadMiddleware | None = None
     fast_endpoints: dict[str, FastAgentEndpoint] | None = None
 
+    @property
+    def quick_answers(self) -> dict[str, QuickAnswer]:
+        """Path -> the quick answer of its fast endpoint (for the HTTP protocol's shortcut)."""
+        return {path: endpoint.quick for path, endpoint in (self.fast_endpoints or {}).items()
+                if endpoint.quick is not None}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if self.fast_read is not None and path in READ_PATHS:
-                await self.fast_read(scope, receive, send)
-                return
-            endpoint = self.fast_endpoints.get(path) if self.fast_endpoints is not None else None
+        if scope["type"] == "http" and self.fast_endpoints is not None:
+            endpoint = self.fast_endpoints.get(scope["path"])
             if endpoint is not None:
                 await endpoint(scope, receive, send)
                 return
@@ -230,18 +268,21 @@ class ServerApp(FastAPI):
 def install_fast_read(app: ServerApp, settings: Any = None) -> None:
     """Serve agents' reads, logs, config fetches and writes before every middleware of ``app``; the rest
     goes through the full app."""
-    full_app = partial(FastAPI.__call__, app)
-    limits = BodyLimits.from_settings(settings)
-    app.fast_read = FastReadMiddleware(full_app, owner=app, limits=limits)
     from hostql.server import osquery_api
 
+    full_app = partial(FastAPI.__call__, app)
+    limits = BodyLimits.from_settings(settings)
+    quick_read, quick_log = QuickRead(app, limits), QuickLog(app, limits)
     app.fast_endpoints = {}
-    for paths, endpoint in ((LOG_PATHS, osquery_api.log), (CONFIG_PATHS, osquery_api.config),
-                            (WRITE_PATHS, osquery_api.distributed_write)):
-        app.fast_endpoints.update(dict.fromkeys(paths, FastAgentEndpoint(full_app, app, endpoint, limits)))
+    for paths, endpoint, quick in ((READ_PATHS, osquery_api.distributed_read, quick_read),
+                                   (LOG_PATHS, osquery_api.log, quick_log),
+                                   (CONFIG_PATHS, osquery_api.config, None),
+                                   (WRITE_PATHS, osquery_api.distributed_write, None)):
+        for path in paths:
+            app.fast_endpoints[path] = FastAgentEndpoint(full_app, app, endpoint, limits.for_path(path), quick)
 
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_PATHS", "EMPTY_READ", "LOG_PATHS", "READ_PATHS", "WRITE_PATHS", "FastAgentEndpoint",
-           "FastReadMiddleware", "ServerApp", "install_fast_read"]
+__all__ = ["CONFIG_PATHS", "EMPTY_OBJECT", "EMPTY_READ", "LOG_PATHS", "READ_PATHS", "WRITE_PATHS",
+           "FastAgentEndpoint", "QuickAnswer", "QuickLog", "QuickRead", "ServerApp", "install_fast_read"]

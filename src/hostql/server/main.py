@@ -163,7 +163,7 @@ def serve(settings: Settings) -> int:
             access_log=settings.access_log,
             timeout_graceful_shutdown=10,
             timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
-            http=http_protocol(getattr(app, "fast_read", None), access_log=settings.access_log),
+            http=http_protocol(getattr(app, "quick_answers", None), access_log=settings.access_log),
             loop=_event_loop(),
             server_header=False,
             proxy_headers=not settings.tls,

@@ -1,10 +1,12 @@
 """The HTTP protocol the server runs under uvicorn: uvicorn's, with two changes.
 
-* **Idle distributed reads without ASGI.**  For ``POST .../distributed/read`` the
-  protocol holds back the request until its body is complete and asks the fast
-  read path (:meth:`FastReadMiddleware.answer`) first; when that answers from
-  memory (the common "nothing to run"), the response is written straight to the
-  transport: no ASGI task, no request/response cycle, no middleware.  Anything
+* **Idle distributed reads and plain logs without ASGI.**  For ``POST`` to a
+  path with a quick answer (``.../distributed/read``, ``.../log``: see
+  :class:`~hostql.server.fast_read.QuickAnswer`) the protocol holds back the
+  request until its body is complete and asks the quick answer first; when that
+  answers from memory (the common "nothing to run", a log only forwarded), the
+  response is written straight to the transport: no ASGI task, no
+  request/response cycle, no middleware.  Anything
   else (work due, an unknown key, gzip, ``Expect: 100-continue``, a pipelined
   request behind an unfinished one, ``Connection: close``, access logging on) is
   replayed into uvicorn's own handling exactly as it arrived, so it is answered
@@ -25,16 +27,16 @@ without the read shortcut).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from hostql.server.fast_read import READ_PATHS, FastReadMiddleware
+from hostql.server.fast_read import QuickAnswer
 
-_READ_URLS = frozenset(path.encode("ascii") for path in READ_PATHS)
 _OK = b"HTTP/1.1 200 OK\r\n"
 _JSON_LENGTH = b"content-type: application/json\r\ncontent-length: "
 
 
-def http_protocol(fast_read: FastReadMiddleware | None = None, *, access_log: bool = False) -> type[Any]:
+def http_protocol(quick_answers: Mapping[str, QuickAnswer] | None = None, *, access_log: bool = False) -> type[Any]:
     """The protocol class for ``uvicorn.Config(http=...)``."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -43,12 +45,13 @@ def http_protocol(fast_read: FastReadMiddleware | None = None, *, access_log: bo
 
         return _graceful(H11Protocol)
     base = _graceful(HttpToolsProtocol)
-    if fast_read is None or access_log:  # access lines are written by uvicorn's cycle: keep them all
+    if not quick_answers or access_log:  # access lines are written by uvicorn's cycle: keep them all
         return base
-    reader = fast_read
+    by_url = {path.encode("ascii"): quick for path, quick in quick_answers.items()}
 
-    class ReadShortcutProtocol(base):  # type: ignore[misc,valid-type]
-        _held: list[bytes] | None = None  # body of a read held back from uvicorn's handling
+    class ShortcutProtocol(base):  # type: ignore[misc,valid-type]
+        _held: list[bytes] | None = None  # body of a request held back from uvicorn's handling
+        _quick: QuickAnswer | None = None  # what may answer it
 
         def on_headers_complete(self) -> None:
             if self._may_shortcut():
@@ -69,7 +72,8 @@ def http_protocol(fast_read: FastReadMiddleware | None = None, *, access_log: bo
                 super().on_message_complete()
                 return
             body = b"".join(held)
-            payload = reader.answer(self.headers, body) if self._idle() else None
+            quick = self._quick
+            payload = quick.answer(self.headers, body) if quick is not None and self._idle() else None
             if payload is None:  # uvicorn's own handling, as if nothing had been held back
                 super().on_headers_complete()
                 if body:
@@ -84,17 +88,18 @@ def http_protocol(fast_read: FastReadMiddleware | None = None, *, access_log: bo
             self.on_response_complete()  # counts the request, arms the keep-alive timer
 
         def _may_shortcut(self) -> bool:
+            quick = self._quick = by_url.get(self.url)
             parser = self.parser
-            return (self.url in _READ_URLS and parser.get_method() == b"POST" and not self.expect_100_continue
+            return (quick is not None and parser.get_method() == b"POST" and not self.expect_100_continue
                     and parser.get_http_version() == "1.1" and parser.should_keep_alive()
-                    and not parser.should_upgrade() and reader.may_answer(self.headers)
+                    and not parser.should_upgrade() and quick.may_answer(self.headers)
                     and all(name != b"transfer-encoding" for name, _ in self.headers))
 
         def _idle(self) -> bool:
             # A response still being written for an earlier request goes first.
             return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
 
-    return ReadShortcutProtocol
+    return ShortcutProtocol
 
 
 def _graceful(base: type[Any]) -> type[Any]:

@@ -14,6 +14,10 @@ Settings (read with ``getattr(state.settings, name, default)``):
 Factories get the settings object and the kind and read their own options
 (see :mod:`hostql.server.logdest.filesystem`).
 
+A destination whose writes never wait (an append to a local file, a hand-over to
+its own background thread) sets ``inline = True``: the server then writes a
+small request's lines on its event loop instead of in a worker thread.
+
 A destination that writes JSON text may also define
 ``write_encoded(kind, encoded)`` (:class:`EncodedDestination`): ``encoded`` is
 each line as compact UTF-8 JSON (no newline), made once per request by the
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from hostql.server import fastjson
 
@@ -103,26 +107,41 @@ def build(settings: Any, kind: str) -> list[LogDestination]:
     return built
 
 
+def writes_inline(destination: LogDestination) -> bool:
+    """Whether ``destination`` declares that its writes never wait (``inline = True``: e.g. an append
+    to a local file), so the server may call it on its event loop."""
+    return getattr(destination, "inline", False) is True
+
+
 class LogRouter:
     """The destinations of one server process, by kind; failures are logged, never raised."""
 
     def __init__(self, destinations: dict[str, list[LogDestination]]) -> None:
         self.destinations = destinations
+        # Per kind, each destination with whether it takes encoded lines (checked once: a
+        # runtime protocol check costs more than a small write).
+        self._plan = {kind: [(d, isinstance(d, EncodedDestination)) for d in found]
+                      for kind, found in destinations.items()}
+        self._inline = {kind: all(writes_inline(d) for d in found) for kind, found in destinations.items()}
 
     @classmethod
     def from_settings(cls, settings: Any) -> LogRouter:
         return cls({kind: build(settings, kind) for kind in KINDS})
 
+    def writes_inline(self, kind: str) -> bool:
+        """Whether every destination of ``kind`` writes without waiting (true when there are none)."""
+        return self._inline.get(kind, True)
+
     def write(self, kind: str, lines: list[dict[str, Any]]) -> None:
         if not lines:
             return
         encoded: list[bytes] | None = None
-        for destination in self.destinations.get(kind, []):
+        for destination, takes_encoded in self._plan.get(kind, ()):
             try:
-                if isinstance(destination, EncodedDestination):
+                if takes_encoded:
                     if encoded is None:
                         encoded = [fastjson.dumps(line) for line in lines]
-                    destination.write_encoded(kind, encoded)
+                    cast(EncodedDestination, destination).write_encoded(kind, encoded)
                 else:
                     destination.write(kind, lines)
             except Exception:  # a broken sink must not fail the agent's request

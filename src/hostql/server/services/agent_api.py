@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hostql.server.agent_workers import WRITES, run_for_agent
-from hostql.server.logdest import RESULT, router_for
+from hostql.server.logdest import RESULT, STATUS, router_for
 from hostql.server.services import checkin, live_targets
 from hostql.server.services.agent_config import config_for_host, interval_updates
 from hostql.server.services.appconfig import cached_document
@@ -32,7 +32,14 @@ from hostql.server.services.distributed import (
     sets_generation,
 )
 from hostql.server.services.enroll import Enrolled, EnrollFailed, enroll
-from hostql.server.services.logs import ConcurrentReportChange, HostRef, handle_log, lookups_for
+from hostql.server.services.logs import (
+    ConcurrentReportChange,
+    HostRef,
+    forwarded_only,
+    handle_log,
+    lookups_for,
+    prune_due,
+)
 from hostql.server.services.policies import policy_results_changed
 from hostql.server.state import ServerState
 from hostql.server.storage.db import is_transient
@@ -177,6 +184,34 @@ def _host_log(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str,
     return {}
 
 
+def quick_log(state: ServerState, node_key: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``/log`` request handled from memory: a cached host's status lines, or result lines that
+    belong to no saved query (so only go to the log destinations), when every destination of
+    the kind writes without blocking.  None when the full path (:func:`host_log`, in a worker
+    thread) must answer: an uncached host, a line that updates a query report, a lookup not
+    cached, report pruning due, a malformed request (the full path words the error).
+
+    Agents send logs as often as they read, and most lines of most fleets are forwarded only
+    (osquery's own packs, status lines); this spares them the thread hop and the transaction."""
+    log_type = body.get("log_type")
+    data = body.get("data")
+    if log_type not in (RESULT, STATUS) or not isinstance(data, list):
+        return None
+    router = router_for(state)
+    if not router.writes_inline(log_type):
+        return None
+    helper = checkin.checkin_for(state)
+    host = helper.cache.get(node_key)
+    if host is None:
+        return None
+    lines = [line for line in data if isinstance(line, dict)]
+    if log_type == RESULT and (prune_due(id(state)) or not forwarded_only(lookups_for(state), host.team_id, lines)):
+        return None
+    helper.mark_seen(host, now_for(state))
+    router.write(log_type, lines)
+    return {}
+
+
 def quick_read(state: ServerState, node_key: str) -> tuple[dict[str, Any] | None, Host | None]:
     """A ``distributed/read`` answered from memory alone (cached host, nothing due) and the cached host.
 
@@ -269,4 +304,4 @@ async def distributed_write(state: ServerState, host: Host, body: dict[str, Any]
 
 
 __all__ = ["NODE_INVALID", "EnrollFailed", "authenticate", "cached_host", "distributed_read", "distributed_write",
-           "enroll_agent", "host_config", "host_log", "now_for", "quick_read", "read_after_miss"]
+           "enroll_agent", "host_config", "host_log", "now_for", "quick_log", "quick_read", "read_after_miss"]

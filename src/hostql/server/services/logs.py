@@ -85,6 +85,13 @@ class LookupCache:
         self._lock = threading.Lock()
         self._queries: dict[tuple[int | None, str], tuple[float, int, QueryInfo | None]] = {}
 
+    def cached(self, team_id: int | None, name: str) -> tuple[bool, QueryInfo | None]:
+        """(whether the lookup is cached and current, its result), without the database."""
+        hit = self._queries.get((team_id, name))
+        if hit is not None and hit[1] == _generation[0] and time.monotonic() - hit[0] < self.ttl:
+            return True, hit[2]
+        return False, None
+
     def query(self, session: Session, team_id: int | None, name: str) -> QueryInfo | None:
         key = (team_id, name)
         now = time.monotonic()
@@ -340,6 +347,31 @@ def process_results(session: Session, host: HostLike, lines: Iterable[dict[str, 
     return processor
 
 
+def forwarded_only(lookups: LookupCache, team_id: int | None, lines: Iterable[dict[str, Any]]) -> bool:
+    """True when the cache alone tells that no line of ``lines`` belongs to a saved query of a host of
+    team ``team_id`` (so they only go to the result destinations, and no database is needed)."""
+    seen: set[str] = set()
+    for line in lines:
+        name = line.get("name")
+        if name in seen:
+            continue
+        if not isinstance(name, str):
+            return False  # left to the full path, which copes with any line
+        seen.add(name)
+        parsed = parse_schedule_name(name)
+        if parsed is None or (parsed[0] is not None and parsed[0] != team_id):
+            continue  # not a saved query's name, or another team's: forwarded (as ResultProcessor does)
+        known, info = lookups.cached(parsed[0], parsed[1])
+        if not known or info is not None:
+            return False
+    return True
+
+
+def prune_due(state_key: int) -> bool:
+    """Whether :func:`maybe_prune` would prune now."""
+    return time.monotonic() - _last_prune.get(state_key, 0.0) >= PRUNE_EVERY
+
+
 def prune_reports(session: Session, retention_days: float, now: datetime | None = None) -> int:
     """Delete report rows not refreshed within ``retention_days``; returns how many."""
     if retention_days <= 0:
@@ -352,8 +384,7 @@ def prune_reports(session: Session, retention_days: float, now: datetime | None 
 def maybe_prune(session: Session, state_key: int, retention_days: float, now: datetime | None = None) -> None:
     """Prune at most once per :data:`PRUNE_EVERY` seconds per server state."""
     with _prune_lock:
-        last = _last_prune.get(state_key, 0.0)
-        if time.monotonic() - last < PRUNE_EVERY:
+        if not prune_due(state_key):
             return
         _last_prune[state_key] = time.monotonic()
     prune_reports(session, retention_days, now)
