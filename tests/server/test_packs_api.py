@@ -346,3 +346,40 @@ def test_a_spec_applied_pack_reaches_hosts_by_label_name(client: TestClient, dat
     assert packs["osquery_monitoring"]["queries"] == {"osquery_version_snapshot": {
         "query": "select version from osquery_info;", "interval": 7200, "snapshot": True}}
     assert "osquery_monitoring" not in _config(client, other).get("packs", {})
+
+
+def test_configs_are_built_once_per_team_and_platform_and_follow_changes(
+        client: TestClient, database: Database, h: dict[str, str]) -> None:
+    from server_helpers import recorded_statements
+
+    from hostql.server.services.agent_config import build_config as build_server_config
+
+    add_secret(database, "s")
+    first, second = enroll(client, "s", "cache-1"), enroll(client, "s", "cache-2")
+    response = client.post(f"{API}/queries", json={"name": "up", "query": "SELECT * FROM uptime;", "interval": 60},
+                           headers=h)
+    assert response.status_code == 200, response.text
+    query_id = response.json()["query"]["id"]
+    for _ in range(2):  # the first fetch fills in each host's intervals (a host write), the second caches it
+        for key in (first, second):
+            _config(client, key)
+    with recorded_statements(database) as statements:
+        configs = [_config(client, key) for key in (first, second)]
+    assert statements == []  # the same document for both, from memory
+    assert configs[0] == configs[1] and configs[0]["packs"]["Global"]["queries"]["up"]["interval"] == 60
+
+    # A legacy pack targeting one host: only that host's document has it; a query change reaches both at once.
+    pack = _pack(client, h, name="only-first", host_ids=[_host_id(database, first)])
+    _schedule(client, h, pack_id=pack["id"], query_id=query_id, interval=300)
+    patched = client.patch(f"{API}/queries/{query_id}", json={"interval": 120}, headers=h)
+    assert patched.status_code == 200, patched.text
+    configs = [_config(client, key) for key in (first, second)]
+    assert set(configs[0]["packs"]) == {"Global", "only-first"} and set(configs[1]["packs"]) == {"Global"}
+    assert configs[0]["packs"]["only-first"]["queries"]["up"]["interval"] == 300
+    assert [c["packs"]["Global"]["queries"]["up"]["interval"] for c in configs] == [120, 120]
+    with database.session() as session:  # what the cache serves is what a fresh build gives
+        for key, served in zip((first, second), configs):
+            host = session.scalars(select(Host).where(Host.node_key == key)).one()
+            assert json.loads(json.dumps(build_server_config(session, host))) == served
+    client.patch(f"{API}/packs/{pack['id']}", json={"disabled": True}, headers=h)
+    assert set(_config(client, first)["packs"]) == {"Global"}

@@ -27,12 +27,22 @@ differential_ignore_removals false      false
 A query is scheduled only if its results go somewhere: automations are on,
 or it keeps a report (``discard_data`` false).  Legacy packs (``Pack`` rows)
 are added when they target the host, its team or one of its labels.
+
+Agents fetch their config every minute or so and all hosts of one team and
+platform get the same document, so :func:`config_for_host` keeps the built
+parts per (team, platform) for :data:`CONFIG_TTL` (a change made through this
+process's ORM drops them at once; other processes' within the TTL, as for the
+app config); legacy packs are looked up per host only while an enabled pack
+exists.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -40,7 +50,8 @@ from sqlalchemy.orm import Session
 
 from hostql.server.services.appconfig import DEFAULT_AGENT_OPTIONS
 from hostql.server.services.packs import packs_for_host
-from hostql.server.storage.models import Host, Query, Team
+from hostql.server.storage.changes import on_change
+from hostql.server.storage.models import AppConfig, Host, Pack, Query, Team
 
 GLOBAL_PACK = "Global"
 LOGGING_FLAGS = {
@@ -77,10 +88,10 @@ def _app_config(session: Session) -> dict[str, Any]:
     return cached_document(session)
 
 
-def agent_options_for(session: Session, host: Host) -> dict[str, Any]:
-    """The stored agent options that apply to ``host`` (team's, else global, else default)."""
-    if host.team_id is not None:
-        team = session.get(Team, host.team_id)
+def agent_options_for_team(session: Session, team_id: int | None) -> dict[str, Any]:
+    """The stored agent options for hosts of team ``team_id`` (the team's, else global, else default)."""
+    if team_id is not None:
+        team = session.get(Team, team_id)
         options = (team.config or {}).get("agent_options") if team is not None else None
         if isinstance(options, dict) and options:
             return options
@@ -133,16 +144,83 @@ def legacy_packs(session: Session, host: Host) -> dict[str, dict[str, Any]]:
     return packs_for_host(session, host)
 
 
+def build_config(session: Session, host: Host) -> dict[str, Any]:
+    """The whole osquery config document for ``host``, built from the database."""
+    return _compose(_TeamConfig.build(session, host.team_id, host.platform), legacy_packs(session, host))
+
+
 def config_for_host(session: Session, host: Host) -> dict[str, Any]:
-    """The whole osquery config document for ``host``."""
-    config = osquery_config_for(agent_options_for(session, host), host.platform)
-    packs = config.get("packs") if isinstance(config.get("packs"), dict) else {}
-    packs = dict(packs or {})
-    packs.update(legacy_packs(session, host))
-    packs.update(scheduled_packs(session, host.team_id))
+    """The whole osquery config document for ``host`` (:func:`build_config`), from the process's
+    cache when it can: every agent fetches its config every minute or so, and all hosts of a
+    team and platform get the same document unless a legacy pack targets them.  Shared:
+    callers must not change it."""
+    key = (session.get_bind(), host.team_id, host.platform)
+    generation, now = _generation[0], time.monotonic()
+    hit = _team_configs.get(key)
+    if hit is None or hit[1] != generation or now - hit[0] >= CONFIG_TTL:
+        hit = (now, generation, _TeamConfig.build(session, host.team_id, host.platform))
+        with _cache_lock:
+            if len(_team_configs) > 1000:
+                _team_configs.clear()
+            _team_configs[key] = hit
+    return _compose(hit[2], legacy_packs(session, host) if _enabled_packs_exist(session) else {})
+
+
+@dataclass(frozen=True)
+class _TeamConfig:
+    """What the document of a host of one team and platform is made of but legacy packs."""
+
+    options_config: dict[str, Any]  # the agent options' ``config`` for the platform
+    scheduled: dict[str, dict[str, Any]]  # the ``Global`` and ``team-<id>`` packs
+    document: dict[str, Any]  # the two together: a host no legacy pack targets gets this
+
+    @classmethod
+    def build(cls, session: Session, team_id: int | None, platform: str) -> _TeamConfig:
+        options = agent_options_for_team(session, team_id)
+        options_config = osquery_config_for(options, platform)
+        scheduled = scheduled_packs(session, team_id)
+        return cls(options_config, scheduled, _with_packs(options_config, {}, scheduled))
+
+
+def _with_packs(options_config: dict[str, Any], legacy: dict[str, Any], scheduled: dict[str, Any]) -> dict[str, Any]:
+    """The options' ``config`` with the legacy and scheduled packs added to its own (later ones win)."""
+    config = dict(options_config)
+    own = config.get("packs") if isinstance(config.get("packs"), dict) else {}
+    packs = {**(own or {}), **legacy, **scheduled}
     if packs:
         config["packs"] = packs
     return config
+
+
+def _compose(parts: _TeamConfig, legacy: dict[str, Any]) -> dict[str, Any]:
+    return _with_packs(parts.options_config, legacy, parts.scheduled) if legacy else parts.document
+
+
+CONFIG_TTL = 1.0  # seconds a built document is reused (changes made through this process's ORM: at once)
+_cache_lock = threading.Lock()
+_team_configs: dict[tuple[Any, int | None, str], tuple[float, int, _TeamConfig]] = {}
+_packs_exist: dict[Any, tuple[float, int, bool]] = {}
+_generation = [0]
+
+
+def _changed() -> None:
+    _generation[0] += 1
+
+
+# What the cached parts are built from (legacy packs, which also depend on labels and
+# label membership, are built per host, uncached).
+on_change((Query, Team, AppConfig, Pack), _changed)
+
+
+def _enabled_packs_exist(session: Session) -> bool:
+    engine, generation, now = session.get_bind(), _generation[0], time.monotonic()
+    hit = _packs_exist.get(engine)
+    if hit is None or hit[1] != generation or now - hit[0] >= CONFIG_TTL:
+        found = session.execute(select(Pack.id).where(Pack.disabled.is_(False)).limit(1)).first() is not None
+        hit = (now, generation, found)
+        with _cache_lock:
+            _packs_exist[engine] = hit
+    return hit[2]
 
 
 INTERVAL_OPTIONS = {"distributed_interval": "distributed_interval", "config_refresh": "config_tls_refresh",
