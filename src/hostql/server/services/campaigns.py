@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -230,9 +230,12 @@ def create_campaign(state: ServerState, session: OrmSession, user: User, query: 
     campaign = Campaign(query_id=query.id, query=query.query, status=STATUS_WAITING, user_id=user.id)
     session.add(campaign)
     session.flush()
-    for kind in TARGET_KINDS:
-        for target_id in dict.fromkeys(getattr(selection, kind)):
-            session.add(CampaignTarget(campaign_id=campaign.id, type=_KIND_TYPE[kind], target_id=target_id))
+    # One multi-row INSERT: a campaign may name thousands of hosts, and ORM objects (inserted one by
+    # one to learn their keys) made that most of the time to start it.
+    targets = [{"campaign_id": campaign.id, "type": _KIND_TYPE[kind], "target_id": target_id}
+               for kind in TARGET_KINDS for target_id in dict.fromkeys(getattr(selection, kind))]
+    if targets:
+        session.execute(insert(CampaignTarget), targets)
     details: dict[str, Any] = {"targets_count": len(host_ids), "query_sql": query.query}
     if query.saved:
         details["query_name"] = query.name
