@@ -298,3 +298,113 @@ def test_team_user_sees_only_team_hosts(client: TestClient, database: Database, 
     assert client.get(f"{API}/host_summary", headers=h).json()["totals_hosts_count"] == 1
     assert client.get(f"{API}/hosts/{fleet['online']}", headers=h).status_code == 403
     assert client.get(f"{API}/hosts/{fleet['team_host']}", headers=h).status_code == 200
+
+
+def test_transfer_hosts_by_id_and_by_filter(client: TestClient, database: Database, admin_token: str,
+                                            fleet: dict[str, int]) -> None:
+    h = auth(admin_token)
+    team, online, offline = fleet["team"], fleet["online"], fleet["offline"]
+    team_policy = make_policy(database, "team check", team_id=team)
+    global_policy = make_policy(database, "global check")
+    for policy in (team_policy, global_policy):
+        set_result(database, policy, fleet["team_host"], True)
+    reply = client.post(f"{API}/hosts/transfer", json={"team_id": team, "hosts": [online, offline]}, headers=h)
+    assert (reply.status_code, reply.json()) == (200, {})
+    assert sorted(names(client.get(f"{API}/hosts", params={"team_id": team}, headers=h))) == [
+        "mac-01", "web-01", "web-02"]
+    # To no team: the old team's policy results go, global ones stay.
+    reply = client.post(f"{API}/hosts/transfer", json={"team_id": None, "hosts": [fleet["team_host"]]}, headers=h)
+    assert reply.status_code == 200, reply.text
+    with database.session() as session:
+        from hostql.server.storage.models import PolicyMembership
+
+        kept = session.scalars(select(PolicyMembership.policy_id)
+                               .where(PolicyMembership.host_id == fleet["team_host"])).all()
+        assert kept == [global_policy]
+        activity = session.scalars(select(Activity).where(Activity.type == "transferred_hosts")
+                                   .order_by(Activity.id)).all()
+    assert [(a.details["team_id"], a.details["team_name"]) for a in activity] == [(team, "Servers"), (None, None)]
+    assert activity[0].details["host_display_names"] == ["web-01", "web-02"]
+    by_filter = client.post(f"{API}/hosts/transfer/filter",
+                            json={"team_id": team, "filters": {"query": "db-"}}, headers=h)
+    assert by_filter.status_code == 200, by_filter.text
+    assert sorted(names(client.get(f"{API}/hosts", params={"team_id": team}, headers=h))) == [
+        "db-01", "db-02", "web-01", "web-02"]
+    for body, status, field in (({"team_id": 999, "hosts": [online]}, 404, "team_id"),
+                                ({"team_id": team, "hosts": [999]}, 404, "id"),
+                                ({"hosts": [online]}, 422, "team_id"),
+                                ({"team_id": team, "hosts": "all"}, 422, "hosts")):
+        reply = client.post(f"{API}/hosts/transfer", json=body, headers=h)
+        assert reply.status_code == status, (body, reply.text)
+        assert_fleet_error(reply.json())
+        assert field in {error["name"] for error in reply.json()["errors"]}, reply.json()
+
+
+def test_a_team_maintainer_transfers_only_between_its_teams(client: TestClient, database: Database,
+                                                            fleet: dict[str, int]) -> None:
+    other = make_team(database, "Laptops")
+    token = make_user(database, "tm@example.com", None, teams={fleet["team"]: "maintainer", other: "maintainer"})
+    h = auth(token)
+    ok = client.post(f"{API}/hosts/transfer", json={"team_id": other, "hosts": [fleet["team_host"]]}, headers=h)
+    assert ok.status_code == 200, ok.text
+    for body in ({"team_id": None, "hosts": [fleet["team_host"]]},  # out of its teams
+                 {"team_id": other, "hosts": [fleet["online"]]}):  # a host of no team
+        assert client.post(f"{API}/hosts/transfer", json=body, headers=h).status_code == 403
+
+
+def test_hosts_report_is_csv_with_the_list_filters(client: TestClient, database: Database, admin_token: str,
+                                                   fleet: dict[str, int]) -> None:
+    import csv
+    import io
+
+    from hostql.server.services.hosts import REPORT_COLUMNS
+
+    h = auth(admin_token)
+    reply = client.get(f"{API}/hosts/report", params={"format": "csv"}, headers=h)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
+    assert reply.headers["content-disposition"].startswith('attachment; filename="Hosts ')
+    rows = list(csv.DictReader(io.StringIO(reply.text)))
+    assert sorted(row["hostname"] for row in rows) == ["db-01", "db-02", "mac-01", "web-01", "web-02"]
+    # Every column of a host object (flattened) and nothing else.
+    listed = client.get(f"{API}/hosts", headers=h).json()["hosts"][0]
+    flat = set(listed) - {"issues", "additional"} | set(listed["issues"])
+    assert set(REPORT_COLUMNS) == flat and list(rows[0]) == list(REPORT_COLUMNS)
+    mac = next(row for row in rows if row["hostname"] == "mac-01")
+    assert (mac["team_name"], mac["refetch_requested"], mac["status"]) == ("Servers", "false", "online")
+    assert next(row for row in rows if row["hostname"] == "web-01")["team_name"] == ""
+    picked = client.get(f"{API}/hosts/report", params={"columns": "hostname,status", "status": "online",
+                                                       "order_key": "hostname"}, headers=h)
+    assert picked.text.splitlines() == ["hostname,status", "db-02,online", "mac-01,online", "web-01,online"]
+    for params, field in (({"columns": "hostname,nope"}, "columns"), ({"format": "xlsx"}, "format")):
+        bad = client.get(f"{API}/hosts/report", params=params, headers=h)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["name"] == field, bad.text
+    team_user = auth(make_user(database, "tr@example.com", None, teams={fleet["team"]: "observer"}))
+    only_team = client.get(f"{API}/hosts/report", params={"columns": "hostname"}, headers=team_user)
+    assert only_team.text.splitlines() == ["hostname", "mac-01"]
+
+
+def test_target_search_and_counts(client: TestClient, database: Database, admin_token: str,
+                                  fleet: dict[str, int]) -> None:
+    h = auth(admin_token)
+    found = client.post(f"{API}/hosts/search", json={"query": "web", "excluded_host_ids": [fleet["offline"]]},
+                        headers=h)
+    assert found.status_code == 200 and names(found) == ["web-01"]
+    with database.session() as session:
+        all_hosts = session.scalars(select(Label.id).where(Label.name == "All Hosts")).one()
+    targets = client.post(f"{API}/targets", json={"query": "", "selected": {"hosts": [fleet["online"]]}}, headers=h)
+    assert targets.status_code == 200, targets.text
+    body = targets.json()
+    assert fleet["online"] not in {host["id"] for host in body["targets"]["hosts"]}
+    assert all_hosts in {label["id"] for label in body["targets"]["labels"]}
+    assert [team["name"] for team in body["targets"]["teams"]] == ["Servers"]
+    assert (body["targets_count"], body["targets_online"], body["targets_offline"],
+            body["targets_missing_in_action"]) == (1, 1, 0, 0)
+    counted = client.post(f"{API}/targets/count", json={"selected": {"labels": [all_hosts]}}, headers=h)
+    # All Hosts: web-01, db-02 and mac-01 online, web-02 offline, db-01 missing in action.
+    assert counted.json() == {"targets_count": 5, "targets_online": 3, "targets_offline": 1,
+                              "targets_missing_in_action": 1}
+    team_user = auth(make_user(database, "ts@example.com", None, teams={fleet["team"]: "observer"}))
+    seen = client.post(f"{API}/targets", json={"query": "", "selected": {"labels": [all_hosts]}}, headers=team_user)
+    assert [host["hostname"] for host in seen.json()["targets"]["hosts"]] == ["mac-01"]
+    assert seen.json()["targets_count"] == 1
+    assert client.post(f"{API}/targets", json={"selected": {"hosts": "x"}}, headers=h).status_code == 422

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from hostql.server.api.deps import CurrentUser, DbSession, State
@@ -59,6 +60,25 @@ class DeleteHostsBody(BaseModel):
     filters: FilterBody | None = None
 
 
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    team_id: int | None  # required; null moves the hosts to "no team"
+    hosts: list[int]
+
+
+class TransferFilterBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    team_id: int | None
+    filters: FilterBody
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = ""
+    query_id: int | None = None
+    excluded_host_ids: list[int] = []
+
+
 class HostLabelsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     labels: list[str]
@@ -95,8 +115,7 @@ def delete_many(state: State, session: DbSession, user: CurrentUser, body: Delet
         hosts = [host_for(session, user, host_id, WRITE) for host_id in sorted(set(body.ids))]
     else:
         assert body.filters is not None
-        f = body.filters
-        filters = host_service.HostFilters(status=f.status, query=f.query, team_id=f.team_id, label_id=f.label_id)
+        filters = _filters_of(body.filters)
         if filters == host_service.HostFilters():
             raise ValidationFailed("refusing to delete every host: give at least one filter", name="filters")
         hosts = host_service.list_hosts(session, visible(filters, user), ListOptions(), now(state))
@@ -104,6 +123,59 @@ def delete_many(state: State, session: DbSession, user: CurrentUser, body: Delet
             require(user, WRITE, host.team_id)
     host_service.delete_hosts(state, session, user, hosts)
     return {}
+
+
+def _filters_of(body: FilterBody) -> host_service.HostFilters:
+    return host_service.HostFilters(status=body.status, query=body.query, team_id=body.team_id,
+                                    label_id=body.label_id)
+
+
+def _transfer(session: DbSession, user: User, hosts: list[Host], team_id: int | None) -> dict[str, Any]:
+    # Moving a host takes the right to change it where it is and where it goes.
+    require(user, WRITE, team_id)
+    for host in hosts:
+        require(user, WRITE, host.team_id)
+    host_service.transfer_hosts(session, user, hosts, team_id)
+    return {}
+
+
+@router.post("/hosts/transfer")
+def transfer_hosts(session: DbSession, user: CurrentUser, body: TransferBody) -> dict[str, Any]:
+    hosts = [host_service.get_host(session, host_id) for host_id in sorted(set(body.hosts))]
+    return _transfer(session, user, hosts, body.team_id)
+
+
+@router.post("/hosts/transfer/filter")
+def transfer_hosts_by_filter(state: State, session: DbSession, user: CurrentUser,
+                             body: TransferFilterBody) -> dict[str, Any]:
+    hosts = host_service.list_hosts(session, visible(_filters_of(body.filters), user), ListOptions(), now(state))
+    return _transfer(session, user, hosts, body.team_id)
+
+
+@router.get("/hosts/report")
+def hosts_report(state: State, session: DbSession, user: CurrentUser, paging: Paging, filters: Filters,
+                 format: str = "csv", columns: str | None = None) -> Response:
+    """The hosts matching the list filters as CSV (Fleet's "Export hosts"), ``columns`` picking
+    and ordering the columns (default: all)."""
+    if format != "csv":
+        raise ValidationFailed("format must be csv", name="format")
+    at = now(state)
+    hosts = host_service.list_hosts(session, visible(filters, user), dataclasses.replace(paging, page=None,
+                                                                                        per_page=None), at)
+    rows = host_service.report_rows(host_service.hosts_json(session, hosts, at))
+    wanted = host_service.report_columns(columns)
+    stamp = at.strftime("%Y-%m-%d")
+    return Response(host_service.csv_text(rows, wanted), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="Hosts {stamp}.csv"'})
+
+
+@router.post("/hosts/search")
+def search_hosts(state: State, session: DbSession, user: CurrentUser, body: SearchBody) -> dict[str, Any]:
+    """Hosts whose hostname, UUID, serial or IP contains ``query`` (the target picker's search)."""
+    at = now(state)
+    filters = visible(host_service.HostFilters(query=body.query or None), user)
+    hosts = host_service.search_hosts(session, filters, body.excluded_host_ids, at)
+    return {"hosts": host_service.hosts_json(session, hosts, at)}
 
 
 @router.get("/hosts/identifier/{identifier}")

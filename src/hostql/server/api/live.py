@@ -13,8 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from hostql.server.api.deps import CurrentUser, DbSession, State
 from hostql.server.errors import BadRequest, NotFound
 from hostql.server.services import authz, campaigns, live_results
+from hostql.server.services import hosts as host_service
+from hostql.server.services import labels as label_service
+from hostql.server.services import teams as team_service
+from hostql.server.services.listing import ListOptions, now
 from hostql.server.state import ServerState
-from hostql.server.storage.models import Host
+from hostql.server.storage.models import Host, User
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +55,21 @@ class SelectedNames(BaseModel):
 
     hosts: list[str] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
+
+
+class TargetSearch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = ""
+    query_id: int | None = None  # accepted as Fleet's UI sends it; the search does not depend on it
+    selected: Selected = Field(default_factory=Selected)
+
+
+class TargetCount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query_id: int | None = None
+    selected: Selected = Field(default_factory=Selected)
 
 
 class RunCampaignByNames(BaseModel):
@@ -100,6 +119,35 @@ def run_campaign_by_names(body: RunCampaignByNames, state: State, session: DbSes
                           user: CurrentUser) -> dict[str, Any]:
     selection = campaigns.selection_by_names(session, body.selected.hosts, body.selected.labels)
     return _start(state, session, user, body.query, body.query_id, selection)
+
+
+def _target_counts(state: ServerState, session: DbSession, user: User, selected: Selected) -> dict[str, int]:
+    selection = campaigns.Selection(**selected.model_dump())
+    found = campaigns.metrics(state, session, campaigns.resolve_host_ids(session, user, selection))
+    return {"targets_count": found.total, "targets_online": found.online, "targets_offline": found.offline,
+            "targets_missing_in_action": found.missing_in_action}
+
+
+@router.post("/targets")
+def search_targets(body: TargetSearch, state: State, session: DbSession, user: CurrentUser) -> dict[str, Any]:
+    """The live-query target picker: hosts, labels and teams matching ``query`` that are not selected
+    yet (at most ``SEARCH_LIMIT`` of each), and the counts of the current selection."""
+    at = now(state)
+    filters = host_service.HostFilters(query=body.query or None, visible_teams=authz.visible_team_ids(user))
+    hosts = host_service.search_hosts(session, filters, body.selected.hosts, at)
+    labels = [label for label in label_service.list_labels(session, ListOptions(), body.query)
+              if label.id not in body.selected.labels][:host_service.SEARCH_LIMIT]
+    teams = [team for team in team_service.list_teams(session, ListOptions(), body.query)
+             if team.id not in body.selected.teams and authz.can_see_team(user, team.id)][:host_service.SEARCH_LIMIT]
+    return {"targets": {"hosts": host_service.hosts_json(session, hosts, at),
+                        "labels": label_service.labels_json(session, labels),
+                        "teams": [team_service.team_to_json(session, team) for team in teams]},
+            **_target_counts(state, session, user, body.selected)}
+
+
+@router.post("/targets/count")
+def count_targets(body: TargetCount, state: State, session: DbSession, user: CurrentUser) -> dict[str, Any]:
+    return _target_counts(state, session, user, body.selected)
 
 
 @router.websocket("/results/websocket")

@@ -10,6 +10,9 @@ drops it from the osquery API's node-key cache
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,10 +28,12 @@ from hostql.server.services.activities import record_activity
 from hostql.server.services.listing import ListOptions, apply_list_options, iso
 from hostql.server.state import ServerState
 from hostql.server.storage.models import (
+    EPOCH,
     Host,
     HostSoftware,
     HostUser,
     LabelMembership,
+    Policy,
     PolicyMembership,
     Software,
     Team,
@@ -106,6 +111,18 @@ def list_hosts(session: OrmSession, filters: HostFilters, options: ListOptions, 
 def count_hosts(session: OrmSession, filters: HostFilters, at: datetime) -> int:
     stmt = apply_filters(select(func.count()).select_from(Host), session, filters, at)
     return int(session.scalar(stmt) or 0)
+
+
+SEARCH_LIMIT = 20  # hosts a target search answers with (a picker's list, not a listing)
+
+
+def search_hosts(session: OrmSession, filters: HostFilters, excluded: Iterable[int], at: datetime) -> list[Host]:
+    """The first :data:`SEARCH_LIMIT` hosts matching ``filters`` (by hostname), ``excluded`` left out."""
+    stmt = apply_filters(select(Host), session, filters, at)
+    skip = sorted(set(excluded))
+    if skip:
+        stmt = stmt.where(Host.id.not_in(skip))
+    return list(session.scalars(stmt.order_by(Host.hostname, Host.id).limit(SEARCH_LIMIT)))
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -252,9 +269,85 @@ def delete_hosts(state: ServerState, session: OrmSession, user: User | None, hos
         checkin.invalidate_host(state, host_id)
 
 
+def transfer_hosts(session: OrmSession, user: User | None, hosts: list[Host], team_id: int | None) -> None:
+    """Move ``hosts`` to team ``team_id`` (None: no team), as ``POST /hosts/transfer`` does.
+
+    The old team's policies no longer apply to a moved host: its results for them go (the
+    new team's run at its next policy check, which the move makes due).  The agent gets the
+    new team's config at its next fetch (the host's cache entries are dropped with the change)."""
+    team: Team | None = None
+    if team_id is not None:
+        team = session.get(Team, team_id)
+        if team is None:
+            raise NotFound("team not found", name="team_id")
+    moved = [host for host in hosts if host.team_id != team_id]
+    for host in moved:
+        host.team_id = team_id
+        host.policy_updated_at = EPOCH
+    if moved:
+        team_policies = select(Policy.id).where(Policy.team_id.is_not(None))
+        session.execute(delete(PolicyMembership).where(PolicyMembership.host_id.in_([h.id for h in moved]),
+                                                       PolicyMembership.policy_id.in_(team_policies)))
+    session.flush()
+    record_activity(session, user, "transferred_hosts", {
+        "team_id": team_id, "team_name": team.name if team is not None else None,
+        "host_ids": [h.id for h in hosts], "host_display_names": [display_name(h) for h in hosts]})
+
+
 def request_refetch(session: OrmSession, host: Host) -> None:
     host.refetch_requested = True
     session.flush()
+
+
+# --- CSV report ----------------------------------------------------------------------------
+
+def report_rows(hosts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Host JSON objects flattened for ``GET /hosts/report``: the issue counts as columns of their
+    own, the free-form ``additional`` answers left out."""
+    rows = []
+    for host in hosts:
+        row = {key: value for key, value in host.items() if key not in ("issues", "additional")}
+        issues = host.get("issues") or {}
+        row["failing_policies_count"] = issues.get("failing_policies_count", 0)
+        row["total_issues_count"] = issues.get("total_issues_count", 0)
+        rows.append(row)
+    return rows
+
+
+# The keys of a flattened host object (a test keeps the two in step).
+REPORT_COLUMNS: tuple[str, ...] = (
+    "id", "created_at", "updated_at", "detail_updated_at", "label_updated_at", "policy_updated_at",
+    "last_enrolled_at", "seen_time", "refetch_requested", "hostname", "display_name", "display_text", "uuid",
+    "platform", "osquery_version", "os_version", "build", "platform_like", "code_name", "uptime", "memory",
+    "cpu_type", "cpu_subtype", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores", "hardware_vendor",
+    "hardware_model", "hardware_version", "hardware_serial", "computer_name", "primary_ip", "primary_mac",
+    "public_ip", "distributed_interval", "config_tls_refresh", "logger_tls_period", "gigs_disk_space_available",
+    "percent_disk_space_available", "gigs_total_disk_space", "team_id", "team_name", "status",
+    "failing_policies_count", "total_issues_count",
+)
+
+
+def report_columns(columns: str | None) -> list[str]:
+    """The columns a ``columns=a,b`` parameter asks for, in its order (all without it)."""
+    if not columns:
+        return list(REPORT_COLUMNS)
+    wanted = [name.strip() for name in columns.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in REPORT_COLUMNS]
+    if unknown or not wanted:
+        raise ValidationFailed(f"unknown columns: {', '.join(unknown) or '(none given)'}; "
+                               f"known: {', '.join(REPORT_COLUMNS)}", name="columns")
+    return list(dict.fromkeys(wanted))
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """``rows`` as CSV with a header line; booleans as true/false, null as an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else str(row[c]).lower() if isinstance(row[c], bool)
+                         else row[c] for c in columns])
+    return out.getvalue()
 
 
 # --- summary -------------------------------------------------------------------------------
