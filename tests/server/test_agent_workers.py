@@ -69,3 +69,17 @@ def test_agent_reads_do_not_queue_behind_agent_writes() -> None:
 
     assert anyio.run(main) == "read answered"
     assert agent_workers.limiter_for(state.extras) is not agent_workers.limiter_for(state.extras, agent_workers.WRITES)
+
+
+def test_sqlite_writes_get_one_thread_other_databases_more() -> None:
+    sqlite_state = SimpleNamespace(extras={}, database=SimpleNamespace(backend="sqlite"))
+    postgres_state = SimpleNamespace(extras={}, database=SimpleNamespace(backend="postgresql"))
+    assert agent_workers.workers_for(sqlite_state, agent_workers.WRITES) == agent_workers.SQLITE_WRITE_WORKERS == 1
+    assert agent_workers.workers_for(sqlite_state, agent_workers.READS) == agent_workers.AGENT_WORKERS
+    assert agent_workers.workers_for(postgres_state, agent_workers.WRITES) == agent_workers.AGENT_WORKERS
+
+    async def main() -> float:
+        await agent_workers.run_for_agent(sqlite_state, lambda: None, kind=agent_workers.WRITES)
+        return agent_workers.limiter_for(sqlite_state.extras, agent_workers.WRITES).total_tokens
+
+    assert anyio.run(main) == 1
