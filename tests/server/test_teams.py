@@ -125,3 +125,52 @@ def test_team_user_sees_only_own_teams(client: TestClient, database: Database) -
     # A team admin may change their team's agent options, not another team's.
     assert client.post(f"{API}/teams/{mine}/agent_options", json={"config": {}}, headers=h).status_code == 200
     assert client.post(f"{API}/teams/{other}/agent_options", json={"config": {}}, headers=h).status_code == 403
+
+
+def test_team_users_are_managed_by_global_and_team_admins(client: TestClient, database: Database,
+                                                           admin_token: str) -> None:
+    h = auth(admin_token)
+    desks, laptops = make_team(database, "Desks"), make_team(database, "Laptops")
+    make_user(database, "ann@example.com", None, teams={laptops: "observer"})
+    make_user(database, "glob@example.com", "observer")
+    with database.session() as session:
+        from hostql.server.storage.models import User
+
+        ann, glob = (session.scalars(select(User.id).where(User.email == email)).one()
+                     for email in ("ann@example.com", "glob@example.com"))
+    added = client.patch(f"{API}/teams/{desks}/users", json={"users": [{"id": ann, "role": "maintainer"}]},
+                         headers=h)
+    assert added.status_code == 200 and added.json()["team"]["user_count"] == 1, added.text
+    members = client.get(f"{API}/teams/{desks}/users", headers=h).json()["users"]
+    assert [(m["email"], m["role"]) for m in members] == [("ann@example.com", "maintainer")]
+    ann_teams = client.get(f"{API}/users/{ann}", headers=h).json()["user"]["teams"]
+    assert {(t["id"], t["role"]) for t in ann_teams} == {(desks, "maintainer"), (laptops, "observer")}
+    assert "changed_user_team_role" in activity_types(database)
+
+    # A team admin manages its own team's users, not another team's.
+    team_admin = auth(make_user(database, "boss@example.com", None, teams={desks: "admin"}))
+    promoted = client.patch(f"{API}/teams/{desks}/users", json={"users": [{"id": ann, "role": "admin"}]},
+                            headers=team_admin)
+    assert promoted.status_code == 200, promoted.text
+    assert client.get(f"{API}/teams/{laptops}/users", headers=team_admin).status_code == 403
+    assert client.patch(f"{API}/teams/{laptops}/users", json={"users": [{"id": ann, "role": "admin"}]},
+                        headers=team_admin).status_code == 403
+    maintainer = auth(make_user(database, "m@example.com", None, teams={desks: "maintainer"}))
+    assert client.get(f"{API}/teams/{desks}/users", headers=maintainer).status_code == 403
+
+    removed = client.request("DELETE", f"{API}/teams/{desks}/users", json={"users": [{"id": ann}]}, headers=h)
+    assert removed.status_code == 200 and removed.json()["team"]["user_count"] == 2, removed.text
+    assert [t["id"] for t in client.get(f"{API}/users/{ann}", headers=h).json()["user"]["teams"]] == [laptops]
+    for method, team, body, field in (
+            ("PATCH", desks, {"users": [{"id": glob, "role": "observer"}]}, "users"),  # has a global role
+            ("PATCH", desks, {"users": [{"id": ann, "role": "owner"}]}, "teams"),  # no such role
+            ("PATCH", desks, {"users": [{"id": 9999, "role": "observer"}]}, "id"),
+            ("DELETE", desks, {"users": [{"id": ann}]}, "users"),  # not on the team (any more)
+            ("PATCH", desks, {"users": [{"id": ann}]}, "users.0.role")):
+        bad = client.request(method, f"{API}/teams/{team}/users", json=body, headers=h)
+        assert bad.status_code in (404, 422), (body, bad.text)
+        assert_fleet_error(bad.json())
+        assert field in {e["name"] for e in bad.json()["errors"]}, (body, bad.json())
+    # Laptops is Ann's last role: taking it away is refused, so she is never left without one.
+    last = client.request("DELETE", f"{API}/teams/{laptops}/users", json={"users": [{"id": ann}]}, headers=h)
+    assert last.status_code == 422 and "only role" in last.json()["errors"][0]["reason"], last.text

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hostql.server.api.deps import CurrentUser, DbSession
 from hostql.server.services import teams as team_service
+from hostql.server.services import users as user_service
 from hostql.server.services.authz import ADMIN, READ, WRITE, require, require_any, visible_team_ids
 from hostql.server.services.listing import ListOptions, iso, list_options
 
@@ -54,6 +55,27 @@ class AgentOptionsBody(BaseModel):
     extensions: dict[str, Any] | None = None
     update_channels: dict[str, Any] | None = None
     script_execution_timeout: int | None = None
+
+
+class TeamMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int
+    role: str
+
+
+class TeamMembersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    users: list[TeamMember]
+
+
+class TeamMemberIds(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # Fleet's UI sends the whole user object
+    id: int
+
+
+class RemoveMembersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    users: list[TeamMemberIds]
 
 
 class EnrollSecretSpecBody(BaseModel):
@@ -105,6 +127,33 @@ def set_agent_options(session: DbSession, user: CurrentUser, team_id: int,
     team = team_service.get_team(session, team_id)
     require(user, ADMIN, team_id)
     team_service.set_agent_options(session, user, team, body.model_dump(exclude_unset=True))
+    return {"team": team_service.team_to_json(session, team)}
+
+
+@router.get("/teams/{team_id}/users")
+def get_team_users(session: DbSession, user: CurrentUser, team_id: int) -> dict[str, Any]:
+    team_service.get_team(session, team_id)
+    require(user, ADMIN, team_id)  # global admins and the team's own admins manage its users
+    return {"users": user_service.team_members(session, team_id)}
+
+
+@router.patch("/teams/{team_id}/users")
+def add_team_users(session: DbSession, user: CurrentUser, team_id: int, body: TeamMembersBody) -> dict[str, Any]:
+    team = team_service.get_team(session, team_id)
+    require(user, ADMIN, team_id)
+    user_service.set_team_members(session, user, team_id,
+                                  [user_service.TeamRole(member.id, member.role) for member in body.users])
+    session.flush()
+    return {"team": team_service.team_to_json(session, team)}
+
+
+@router.delete("/teams/{team_id}/users")
+def remove_team_users(session: DbSession, user: CurrentUser, team_id: int, body: RemoveMembersBody
+                      ) -> dict[str, Any]:
+    team = team_service.get_team(session, team_id)
+    require(user, ADMIN, team_id)
+    user_service.remove_team_members(session, user, team_id, [member.id for member in body.users])
+    session.flush()
     return {"team": team_service.team_to_json(session, team)}
 
 

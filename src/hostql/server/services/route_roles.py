@@ -88,6 +88,9 @@ ROUTE_ROLES: dict[str, str] = {
     "PATCH /api/v1/fleet/teams/{team_id}": "admin",
     "DELETE /api/v1/fleet/teams/{team_id}": "admin",
     "POST /api/v1/fleet/teams/{team_id}/agent_options": "admin",  # global admin or that team's admin
+    "GET /api/v1/fleet/teams/{team_id}/users": "admin",  # a global admin or the team's admin
+    "PATCH /api/v1/fleet/teams/{team_id}/users": "admin",
+    "DELETE /api/v1/fleet/teams/{team_id}/users": "admin",
     "GET /api/v1/fleet/teams/{team_id}/secrets": "maintainer",
     "PATCH /api/v1/fleet/teams/{team_id}/secrets": "maintainer",
     "GET /api/v1/fleet/spec/enroll_secret": "maintainer",  # global maintainers and admins

@@ -209,6 +209,41 @@ def _change_roles(session: OrmSession, actor: User, user: User, changes: UserCha
     _record_role_activities(session, actor, user, old_global, old_teams, new_global, new_teams)
 
 
+def team_members(session: OrmSession, team_id: int) -> list[dict[str, Any]]:
+    """``GET /teams/{id}/users``: the team's users (Fleet's user objects) with their ``role`` on it."""
+    rows = session.execute(select(User, UserTeam.role).join(UserTeam, UserTeam.user_id == User.id)
+                           .where(UserTeam.team_id == team_id).order_by(User.id))
+    return [{**user_dict(session, user), "role": role} for user, role in rows]
+
+
+def set_team_members(session: OrmSession, actor: User, team_id: int, members: list[TeamRole]) -> None:
+    """``PATCH /teams/{id}/users``: add users to the team, or change their role on it (their other
+    teams are kept).  A user with a global role cannot also have team roles (Fleet's rule)."""
+    for member in members:
+        user = get_user(session, member.id)
+        if user.global_role is not None:
+            raise ValidationFailed(f"user {user.id} has the global role {user.global_role}; "
+                                   "change it to team roles first (PATCH /users/{id})", name="users")
+        teams = authz.team_roles(user)
+        teams[team_id] = member.role
+        _change_roles(session, actor, user, UserChanges(teams=[TeamRole(other, role) for other, role in teams.items()]))
+
+
+def remove_team_members(session: OrmSession, actor: User, team_id: int, user_ids: list[int]) -> None:
+    """``DELETE /teams/{id}/users``: take users off the team.  A user for whom that was the last
+    role is refused (a user always has a role here): delete the user, or give them another role."""
+    for user_id in user_ids:
+        user = get_user(session, user_id)
+        teams = authz.team_roles(user)
+        if team_id not in teams:
+            raise ValidationFailed(f"user {user_id} is not a member of team {team_id}", name="users")
+        left = [TeamRole(other, role) for other, role in teams.items() if other != team_id]
+        if not left:
+            raise ValidationFailed(f"team {team_id} is the only role of user {user_id}: delete the user "
+                                   "or give them another team or a global role instead", name="users")
+        _change_roles(session, actor, user, UserChanges(teams=left))
+
+
 def _set_enabled(session: OrmSession, actor: User, user: User, enabled: bool) -> None:
     if not enabled:
         _guard_last_admin(session, user)
