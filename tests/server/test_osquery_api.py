@@ -266,3 +266,19 @@ def test_malformed_json_gets_an_osquery_style_answer_on_both_prefixes(client: Te
         # osquery reads a top-level "error" as a failed request; the same answer under both prefixes.
         assert reply.status_code == 400
         assert reply.json() == {"error": "request body is not a JSON object"}
+
+
+def test_a_gzip_body_that_inflates_without_end_is_refused(client: TestClient, database: Database) -> None:
+    add_secret(database, "s")
+    key = enroll(client, "s", "bomb")
+    # 200 MiB of zeros compress to about 200 KiB: inflated whole it would take the server's memory.
+    bomb = gzip.compress(b'{"node_key": "' + key.encode() + b'", "pad": "' + b"0" * (200 * 1024 * 1024) + b'"}')
+    for path in ("/api/osquery/log", "/api/osquery/config", "/api/osquery/distributed/read"):
+        reply = client.post(path, content=bomb, headers={"Content-Encoding": "gzip"})
+        assert reply.status_code == 400, (path, reply.text)
+        assert "inflates to more than" in reply.json()["error"]
+    broken = client.post("/api/osquery/config", content=gzip.compress(b'{"node_key": "x"}')[:-6],
+                         headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and "not valid gzip" in broken.json()["error"]
+    assert client.post("/api/osquery/config", content=b"plain", headers={"Content-Encoding": "gzip"}).json() == {
+        "error": "request body is not valid gzip"}

@@ -10,7 +10,6 @@ seen-time flusher and flushes it and closes log destinations at shutdown.
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import AsyncIterator
@@ -57,21 +56,40 @@ def json_answer(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=400 if "error" in body else 200)
 
 
-def _parse(raw: bytes, content_encoding: str) -> dict[str, Any] | None:
-    """The JSON object of a request body (gzip allowed), or None."""
+BAD_JSON = "request body is not a JSON object"
+MAX_INFLATED = 64 * 1024 * 1024  # bytes a gzip body may grow to (the default log body limit)
+
+
+def _gunzip(raw: bytes, limit: int = MAX_INFLATED) -> bytes | str:
+    """``raw`` inflated, or why not: a few KiB of gzip can inflate to gigabytes, so at most
+    ``limit`` bytes are produced."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip wrapper
+    try:
+        inflated = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        return "request body is not valid gzip"
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        return f"request body inflates to more than {limit} bytes"
+    if not inflater.eof:
+        return "request body is not valid gzip (truncated)"
+    return inflated
+
+
+def _parse(raw: bytes, content_encoding: str) -> dict[str, Any] | str:
+    """The JSON object of a request body (gzip allowed), or the reason there is none."""
     if "gzip" in content_encoding.lower():
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            return None
+        inflated = _gunzip(raw)
+        if isinstance(inflated, str):
+            return inflated
+        raw = inflated
     try:
         body = fastjson.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
+        return BAD_JSON
+    return body if isinstance(body, dict) else BAD_JSON
 
 
-async def _json(request: Request) -> dict[str, Any] | None:
+async def _json(request: Request) -> dict[str, Any] | str:
     return _parse(await request.body(), request.headers.get("content-encoding", ""))
 
 
@@ -101,21 +119,18 @@ def _public_ip(request: Request) -> str:
     return ""
 
 
-BAD_JSON = {"error": "request body is not a JSON object"}
-
-
 async def enroll(request: Request) -> JSONResponse:
     body = await _json(request)
-    if body is None:
-        return json_answer(dict(BAD_JSON))
+    if isinstance(body, str):
+        return json_answer({"error": body})
     state = _state(request)
     return json_answer(await run_for_agent(state, agent_api.enroll_agent, state, body, kind=WRITES))
 
 
 async def config(request: Request) -> JSONResponse:
     body = await _json(request)
-    if body is None:
-        return json_answer(dict(BAD_JSON))
+    if isinstance(body, str):
+        return json_answer({"error": body})
     host = await _host(request, body)
     state = _state(request)
     answer = None if host is None else await run_for_agent(state, agent_api.host_config, state, host)
@@ -126,8 +141,8 @@ def log_sync(state: ServerState, raw: bytes, content_encoding: str, authorizatio
     """All of ``/log`` but reading the body: parsing a large body, finding the host and the
     database work happen in one worker thread, off the event loop."""
     body = _parse(raw, content_encoding)
-    if body is None:
-        return dict(BAD_JSON)
+    if isinstance(body, str):
+        return {"error": body}
     key = body.get("node_key")
     if not (isinstance(key, str) and key):
         scheme, _, value = authorization.partition(" ")
@@ -151,8 +166,8 @@ EMPTY_READ = json.dumps({"queries": {}, "discovery": {}}, separators=(",", ":"))
 
 async def distributed_read(request: Request) -> Response:
     body = await _json(request)
-    if body is None:
-        return json_answer(dict(BAD_JSON))
+    if isinstance(body, str):
+        return json_answer({"error": body})
     state, node_key = _state(request), _node_key(request, body)
     quick, host = agent_api.quick_read(state, node_key)
     if quick is None:
@@ -169,8 +184,8 @@ async def distributed_read(request: Request) -> Response:
 
 async def distributed_write(request: Request) -> JSONResponse:
     body = await _json(request)
-    if body is None:
-        return json_answer(dict(BAD_JSON))
+    if isinstance(body, str):
+        return json_answer({"error": body})
     host = await _host(request, body)
     if host is None:
         return json_answer(dict(agent_api.NODE_INVALID))
