@@ -8,9 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from inventory_helpers import make_host
 from server_helpers import assert_fleet_error, auth, make_user
+from sqlalchemy import select
 
 from hostql.server.storage.db import Database
-from hostql.server.storage.models import HostSoftware, Software, Team
+from hostql.server.storage.models import Host, HostSoftware, Software, Team
 
 API = "/api/v1/fleet"
 
@@ -99,3 +100,46 @@ def test_team_users_see_their_teams_hosts_software_only(client: TestClient, data
     refused = client.get(f"{API}/software", params={"team_id": other_id}, headers=auth(token))
     assert refused.status_code == 403, refused.text
     assert_fleet_error(refused.json())
+
+
+def test_titles_group_versions_by_name_and_source(client: TestClient, database: Database, admin_token: str,
+                                                  inventory: dict[str, int]) -> None:
+    with database.session() as session:  # a second curl version, on the team's host
+        newer = Software(name="curl", version="8.5.0", source="deb_packages", arch="amd64")
+        python_curl = Software(name="curl", version="0.1", source="python_packages")  # another title
+        session.add_all([newer, python_curl])
+        session.flush()
+        three = session.scalars(select(Host.id).where(Host.hostname == "three")).one()
+        one = session.scalars(select(Host.id).where(Host.hostname == "one")).one()
+        session.add_all([HostSoftware(host_id=three, software_id=newer.id),
+                         HostSoftware(host_id=one, software_id=python_curl.id)])
+        newer_id, python_id = newer.id, python_curl.id
+    body = _get(client, admin_token, "/software/titles", order_key="name")
+    assert body["count"] == 3 and body["meta"] == {"has_next_results": False, "has_previous_results": False}
+    titles = {(t["name"], t["source"]): t for t in body["software_titles"]}
+    assert set(titles) == {("curl", "deb_packages"), ("curl", "python_packages"), ("nginx", "deb_packages")}
+    curl = titles[("curl", "deb_packages")]
+    assert curl["id"] == inventory["curl"]  # the title's id: its oldest version's
+    assert (curl["hosts_count"], curl["versions_count"]) == (3, 2)
+    assert [(v["id"], v["version"]) for v in curl["versions"]] == [(inventory["curl"], "7.88.1"),
+                                                                  (newer_id, "8.5.0")]
+    by_hosts = _get(client, admin_token, "/software/titles", order_key="hosts_count", order_direction="desc",
+                    per_page=1)
+    assert [t["name"] for t in by_hosts["software_titles"]] == ["curl"] and by_hosts["meta"]["has_next_results"]
+    assert [t["source"] for t in _get(client, admin_token, "/software/titles", query="CURL")["software_titles"]] \
+        == ["deb_packages", "python_packages"]
+    assert _get(client, admin_token, "/software/titles", vulnerable="true")["software_titles"] == []
+    one_title = _get(client, admin_token, f"/software/titles/{inventory['curl']}")["software_title"]
+    assert [(v["version"], v["hosts_count"]) for v in one_title["versions"]] == [("7.88.1", 2), ("8.5.0", 1)]
+    team = _get(client, admin_token, "/software/titles", team_id=inventory["team"])["software_titles"]
+    assert [(t["name"], t["hosts_count"], [v["version"] for v in t["versions"]]) for t in team] == [
+        ("curl", 1, ["8.5.0"]), ("nginx", 1, ["1.22.1"])]
+    # A version's id that is not the title's, a title on no host, an unknown id: 404.
+    for missing in (newer_id, inventory["zsh"], 99999):
+        reply = client.get(f"{API}/software/titles/{missing}", headers=auth(admin_token))
+        assert reply.status_code == 404, (missing, reply.text)
+        assert_fleet_error(reply.json())
+    team_user = make_user(database, "tt@example.com", None, teams={inventory["team"]: "observer"})
+    seen = _get(client, team_user, "/software/titles")["software_titles"]
+    assert sorted(t["name"] for t in seen) == ["curl", "nginx"] and python_id not in {t["id"] for t in seen}
+    assert client.get(f"{API}/software/titles/{python_id}", headers=auth(team_user)).status_code == 404

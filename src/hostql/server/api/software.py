@@ -1,4 +1,5 @@
-"""REST API: software inventory (``/api/v1/fleet/software``, ``/software/versions``, ``/software/count``)."""
+"""REST API: software inventory (``/api/v1/fleet/software``, ``/software/versions``, ``/software/titles``,
+``/software/count``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,29 @@ def count_software(session: DbSession, user: CurrentUser, team_id: int | None = 
     visible = _scope(user, team_id)
     return {"count": software_service.count_versions(session, team_id=team_id, visible_teams=visible, query=query,
                                                      vulnerable=vulnerable)}
+
+
+@router.get("/software/titles")
+def list_software_titles(session: DbSession, state: State, user: CurrentUser, paging: Paging,
+                         team_id: int | None = None, query: str | None = None,
+                         vulnerable: bool = False) -> dict[str, Any]:
+    """Software by title (name and source) with its versions, on the hosts the caller may see."""
+    visible = _scope(user, team_id)
+    titles, total = software_service.list_titles(session, paging, team_id=team_id, visible_teams=visible,
+                                                 query=query, vulnerable=vulnerable)
+    shown = (paging.page or 0) * (paging.per_page or 0) + len(titles)
+    return {"count": total, "counts_updated_at": software_service.counts_updated_at(now(state)),
+            "software_titles": titles,
+            "meta": {"has_next_results": paging.per_page is not None and shown < total,
+                     "has_previous_results": bool(paging.page)}}
+
+
+@router.get("/software/titles/{title_id}")
+def get_software_title(session: DbSession, user: CurrentUser, title_id: int,
+                       team_id: int | None = None) -> dict[str, Any]:
+    visible = _scope(user, team_id)
+    return {"software_title": software_service.get_title(session, title_id, team_id=team_id,
+                                                          visible_teams=visible)}
 
 
 @router.get("/software/versions/{software_id}")

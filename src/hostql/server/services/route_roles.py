@@ -54,6 +54,8 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/software": "observer",
     "GET /api/v1/fleet/software/versions": "observer",
     "GET /api/v1/fleet/software/count": "observer",
+    "GET /api/v1/fleet/software/titles": "observer",
+    "GET /api/v1/fleet/software/titles/{title_id}": "observer",
     "GET /api/v1/fleet/software/versions/{software_id}": "observer",
     "GET /api/v1/fleet/software/{software_id}": "observer",
     # --- api/hosts.py ---------------------------------------------------------------

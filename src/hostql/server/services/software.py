@@ -1,10 +1,15 @@
-"""Software inventory across hosts: Fleet's ``/software`` (versions) endpoints.
+"""Software inventory across hosts: Fleet's ``/software`` (versions) and ``/software/titles`` endpoints.
 
 Hosts report their packages through the software detail queries
 (:mod:`hostql.server.services.detail_queries`); each distinct
 (name, version, source, arch) is one :class:`Software` row, linked to the hosts
 that have it.  A version is listed while at least one host the user may see has
 it; ``hosts_count`` counts those hosts (in ``team_id`` when given).
+
+A **title** is a piece of software whatever its version: one (name, source),
+listed with its versions.  Titles have no table of their own: a title's id is
+the smallest id of its versions, which stays the same while that version row
+exists (software rows are never deleted, only unlinked from hosts).
 
 Vulnerabilities are not matched: that needs the NVD/OVAL feeds Fleet downloads,
 and a server that cannot fetch them must not make them up.  ``generated_cpe`` is
@@ -83,6 +88,77 @@ def get_version(session: OrmSession, software_id: int, *, team_id: int | None = 
     if row is None:
         raise NotFound(f"software {software_id} not found", name="id")
     return software_json(row[0], int(row[1]))
+
+
+TITLE_ORDER_KEYS = ("name", "source", "hosts_count", "versions_count", "id")
+
+
+def _title_ids() -> Any:
+    """(name, source, title_id) of every title, over all versions (so an id does not depend on scope)."""
+    return (select(Software.name, Software.source, func.min(Software.id).label("title_id"))
+            .group_by(Software.name, Software.source).subquery())
+
+
+def _titles(team_id: int | None, visible_teams: frozenset[int] | None, query: str | None,
+            vulnerable: bool, title_id: int | None = None) -> Any:
+    ids = _title_ids()
+    hosts_count = func.count(func.distinct(HostSoftware.host_id)).label("hosts_count")
+    versions_count = func.count(func.distinct(Software.id)).label("versions_count")
+    stmt = (select(ids.c.title_id, Software.name, Software.source, hosts_count, versions_count)
+            .join(HostSoftware, HostSoftware.software_id == Software.id)
+            .join(Host, Host.id == HostSoftware.host_id)
+            .join(ids, (ids.c.name == Software.name) & (ids.c.source == Software.source))
+            .where(_host_scope(team_id, visible_teams))
+            .group_by(ids.c.title_id, Software.name, Software.source))
+    if query:
+        stmt = stmt.where(func.lower(Software.name).like(f"%{query.lower()}%"))
+    if vulnerable:  # see the module docs
+        stmt = stmt.where(false())
+    if title_id is not None:
+        stmt = stmt.where(ids.c.title_id == title_id)
+    return stmt
+
+
+def _with_versions(session: OrmSession, titles: list[Any], team_id: int | None,
+                   visible_teams: frozenset[int] | None, *, version_hosts: bool = False) -> list[dict[str, Any]]:
+    """Fleet's title objects for ``titles`` rows, each with its versions the caller may see."""
+    if not titles:
+        return []
+    by_title: dict[tuple[str, str], list[dict[str, Any]]] = {(t.name, t.source): [] for t in titles}
+    stmt = _versions(team_id, visible_teams, None, False).where(
+        Software.name.in_(sorted({t.name for t in titles}))).order_by(Software.version, Software.id)
+    for software, count in session.execute(stmt):
+        versions = by_title.get((software.name, software.source))
+        if versions is not None:
+            version: dict[str, Any] = {"id": software.id, "version": software.version, "vulnerabilities": None}
+            if version_hosts:
+                version["hosts_count"] = int(count)
+            versions.append(version)
+    return [{"id": int(t.title_id), "name": t.name, "source": t.source, "browser": "",
+             "hosts_count": int(t.hosts_count), "versions_count": int(t.versions_count),
+             "versions": by_title[(t.name, t.source)]} for t in titles]
+
+
+def list_titles(session: OrmSession, options: ListOptions, *, team_id: int | None = None,
+                visible_teams: frozenset[int] | None = None, query: str | None = None,
+                vulnerable: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """A page of titles installed on hosts the caller may see, and how many there are in all."""
+    stmt = _titles(team_id, visible_teams, query, vulnerable)
+    inner = stmt.subquery()
+    total = int(session.scalar(select(func.count()).select_from(inner)) or 0)
+    columns = {key: inner.c[key if key != "id" else "title_id"] for key in TITLE_ORDER_KEYS}
+    page = list(session.execute(apply_list_options(select(inner), options, columns, inner.c.title_id)))
+    return _with_versions(session, page, team_id, visible_teams), total
+
+
+def get_title(session: OrmSession, title_id: int, *, team_id: int | None = None,
+              visible_teams: frozenset[int] | None = None) -> dict[str, Any]:
+    """One title with every version (and each one's host count); NotFound unless ``title_id`` is a
+    title's id and a host the caller may see has it."""
+    found = list(session.execute(_titles(team_id, visible_teams, None, False, title_id)))
+    if not found:
+        raise NotFound(f"software title {title_id} not found", name="id")
+    return _with_versions(session, found, team_id, visible_teams, version_hosts=True)[0]
 
 
 def counts_updated_at(now: datetime) -> str | None:
