@@ -143,3 +143,24 @@ def test_titles_group_versions_by_name_and_source(client: TestClient, database: 
     seen = _get(client, team_user, "/software/titles")["software_titles"]
     assert sorted(t["name"] for t in seen) == ["curl", "nginx"] and python_id not in {t["id"] for t in seen}
     assert client.get(f"{API}/software/titles/{python_id}", headers=auth(team_user)).status_code == 404
+
+
+def test_hosts_filtered_by_software_version_and_title(client: TestClient, database: Database, admin_token: str,
+                                                      inventory: dict[str, int]) -> None:
+    with database.session() as session:
+        newer = Software(name="curl", version="8.5.0", source="deb_packages")
+        session.add(newer)
+        session.flush()
+        three = session.scalars(select(Host.id).where(Host.hostname == "three")).one()
+        session.add(HostSoftware(host_id=three, software_id=newer.id))
+        newer_id = newer.id
+
+    def hostnames(**params: Any) -> list[str]:
+        return sorted(h["hostname"] for h in _get(client, admin_token, "/hosts", **params)["hosts"])
+
+    assert hostnames(software_version_id=inventory["curl"]) == ["one", "two"]
+    assert hostnames(software_id=newer_id) == ["three"]  # the older parameter name
+    assert hostnames(software_title_id=inventory["curl"]) == ["one", "three", "two"]
+    assert hostnames(software_title_id=newer_id) == []  # a version's id, not the title's
+    assert hostnames(software_title_id=inventory["curl"], team_id=inventory["team"]) == ["three"]
+    assert _get(client, admin_token, "/hosts/count", software_title_id=inventory["nginx"]) == {"count": 1}

@@ -25,10 +25,14 @@ Paging = Annotated[ListOptions, Depends(list_options)]
 def host_filters(status: str | None = None, query: str | None = None, team_id: int | None = None,
                  label_id: int | None = None, policy_id: int | None = None,
                  policy_response: str | None = None, low_disk_space: int | None = None,
-                 platform: str | None = None) -> host_service.HostFilters:
+                 platform: str | None = None, software_version_id: int | None = None,
+                 software_id: int | None = None, software_title_id: int | None = None) -> host_service.HostFilters:
     return host_service.HostFilters(status=status or None, query=query or None, team_id=team_id,
                                     label_id=label_id, policy_id=policy_id, policy_response=policy_response or None,
-                                    low_disk_space=low_disk_space, platform=platform or None)
+                                    low_disk_space=low_disk_space, platform=platform or None,
+                                    # software_id: the older name of software_version_id
+                                    software_version_id=software_version_id if software_version_id is not None
+                                    else software_id, software_title_id=software_title_id)
 
 
 Filters = Annotated[host_service.HostFilters, Depends(host_filters)]

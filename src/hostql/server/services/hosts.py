@@ -24,6 +24,7 @@ from hostql.server.errors import NotFound, ValidationFailed
 from hostql.server.services import checkin, host_status
 from hostql.server.services import labels as label_service
 from hostql.server.services import policies as policy_service
+from hostql.server.services import software as software_service
 from hostql.server.services.activities import record_activity
 from hostql.server.services.listing import ListOptions, apply_list_options, iso
 from hostql.server.state import ServerState
@@ -66,6 +67,8 @@ class HostFilters:
     policy_response: str | None = None  # passing | failing
     low_disk_space: int | None = None  # GB
     platform: str | None = None
+    software_version_id: int | None = None  # hosts with this software version
+    software_title_id: int | None = None  # hosts with any version of this title (see services/software.py)
     visible_teams: frozenset[int] | None = None  # None: every host; else hosts of these teams only
 
 
@@ -100,6 +103,12 @@ def apply_filters(stmt: S, session: OrmSession, filters: HostFilters, at: dateti
         stmt = stmt.where(Host.gigs_disk_space_available < filters.low_disk_space)
     if filters.platform:
         stmt = stmt.where(Host.platform == filters.platform)
+    if filters.software_version_id is not None:
+        stmt = stmt.where(exists().where(HostSoftware.host_id == Host.id,
+                                         HostSoftware.software_id == filters.software_version_id))
+    if filters.software_title_id is not None:
+        stmt = stmt.where(exists().where(HostSoftware.host_id == Host.id,
+                                         HostSoftware.software_id.in_(software_service.title_version_ids(filters.software_title_id))))
     return stmt
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import aliased
 
 from hostql.server.errors import NotFound
 from hostql.server.services.listing import ListOptions, apply_list_options, iso
@@ -97,6 +98,15 @@ def _title_ids() -> Any:
     """(name, source, title_id) of every title, over all versions (so an id does not depend on scope)."""
     return (select(Software.name, Software.source, func.min(Software.id).label("title_id"))
             .group_by(Software.name, Software.source).subquery())
+
+
+def title_version_ids(title_id: int) -> Select[int]:
+    """The ids of the versions of the title whose id is ``title_id`` (none when it is no title's id)."""
+    title, older = aliased(Software), aliased(Software)
+    return (select(Software.id)
+            .join(title, (title.name == Software.name) & (title.source == Software.source))
+            .where(title.id == title_id,
+                   ~exists().where(older.name == title.name, older.source == title.source, older.id < title.id)))
 
 
 def _titles(team_id: int | None, visible_teams: frozenset[int] | None, query: str | None,
