@@ -66,7 +66,7 @@ def test_unmigrated_database_is_refused(tmp_path: Path) -> None:
     database = Database(url)
     try:
         status = migrate.status(database)
-        assert status.current == () and status.pending == ("0001", "0002") and not status.up_to_date
+        assert status.current == () and status.pending == ("0001", "0002", "0003") and not status.up_to_date
         settings = load_settings({"db": url, "tls": "false"}, {})
         with pytest.raises(ValueError, match=r"setting db .*: .* is not initialised: run `hostql server prepare-db`"):
             check_migrations(settings, database)

@@ -27,6 +27,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "hostql.server.api.software",
     "hostql.server.api.specs",
     "hostql.server.api.packs",
+    "hostql.server.api.carves",
     "hostql.server.api.misc",
 )
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hostql.server import fastjson
 from hostql.server.agent_workers import WRITES, run_for_agent
-from hostql.server.services import agent_api, checkin
+from hostql.server.services import agent_api, carves, checkin
 from hostql.server.state import ServerState
 from hostql.server.storage.models import Host
 
@@ -192,6 +192,46 @@ async def distributed_write(request: Request) -> JSONResponse:
     return json_answer(await agent_api.distributed_write(_state(request), host, body, _public_ip(request)))
 
 
+def _carve_begin(state: ServerState, host: Host, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with state.database.session() as session:
+            carve = carves.begin(session, host, body, agent_api.now_for(state))
+            return {"session_id": carve.session_id, "success": True}
+    except carves.CarveRefused as exc:
+        return {"error": f"carve refused: {exc}"}
+
+
+async def carve_begin(request: Request) -> JSONResponse:
+    body = await _json(request)
+    if isinstance(body, str):
+        return json_answer({"error": body})
+    host = await _host(request, body)
+    if host is None:
+        return json_answer(dict(agent_api.NODE_INVALID))
+    state = _state(request)
+    return json_answer(await run_for_agent(state, _carve_begin, state, host, body, kind=WRITES))
+
+
+def carve_block_sync(state: ServerState, raw: bytes, content_encoding: str) -> dict[str, Any]:
+    """A ``/carve/block`` request (megabytes of base64: parsed in the worker thread, like logs)."""
+    body = _parse(raw, content_encoding)
+    if isinstance(body, str):
+        return {"error": body}
+    try:
+        with state.database.session() as session:
+            carves.add_block(session, body)
+    except carves.CarveRefused as exc:
+        return {"error": f"carve block refused: {exc}"}
+    return {"success": True}
+
+
+async def carve_block(request: Request) -> JSONResponse:
+    raw = await request.body()
+    state = _state(request)
+    return json_answer(await run_for_agent(state, carve_block_sync, state, raw,
+                                           request.headers.get("content-encoding", ""), kind=WRITES))
+
+
 for _prefix in PREFIXES:
     router.add_api_route(f"{_prefix}/enroll", enroll, methods=["POST"], include_in_schema=False)
     router.add_api_route(f"{_prefix}/config", config, methods=["POST"], include_in_schema=False)
@@ -199,3 +239,5 @@ for _prefix in PREFIXES:
     router.add_api_route(f"{_prefix}/distributed/read", distributed_read, methods=["POST"], include_in_schema=False)
     router.add_api_route(f"{_prefix}/distributed/write", distributed_write, methods=["POST"],
                          include_in_schema=False)
+    router.add_api_route(f"{_prefix}/carve/begin", carve_begin, methods=["POST"], include_in_schema=False)
+    router.add_api_route(f"{_prefix}/carve/block", carve_block, methods=["POST"], include_in_schema=False)

@@ -58,6 +58,10 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/software/titles/{title_id}": "observer",
     "GET /api/v1/fleet/software/versions/{software_id}": "observer",
     "GET /api/v1/fleet/software/{software_id}": "observer",
+    # --- api/carves.py --------------------------------------------------------------
+    "GET /api/v1/fleet/carves": "maintainer",  # a carve is a file's contents
+    "GET /api/v1/fleet/carves/{carve_id}": "maintainer",
+    "GET /api/v1/fleet/carves/{carve_id}/block/{block_id}": "maintainer",
     # --- api/hosts.py ---------------------------------------------------------------
     "GET /api/v1/fleet/hosts": "observer",
     "GET /api/v1/fleet/hosts/count": "observer",

@@ -20,15 +20,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.mysql import LONGTEXT
+from sqlalchemy.dialects.mysql import LONGBLOB, LONGTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # MySQL's TEXT holds 64 KiB; a report of a few thousand rows needs more.
 LongText = Text().with_variant(LONGTEXT(), "mysql", "mariadb")
+LongBlob = LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")  # a carve block is up to 8 MiB
 EPOCH = datetime(1970, 1, 2)  # Fleet's "never" for detail/label/policy update times
 
 
@@ -302,6 +304,33 @@ class Activity(Base):
     user_email: Mapped[str] = mapped_column(String(255), default="", nullable=False)
     type: Mapped[str] = mapped_column(String(255), nullable=False)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, nullable=False)
+
+
+class Carve(Base):
+    """A file carve an osquery agent uploads (``/api/osquery/carve/begin``, Fleet's ``carve_metadata``)."""
+
+    __tablename__ = "carves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Kept when the host is deleted: a carve is often evidence about a machine that is gone.
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id", ondelete="SET NULL"), nullable=True,
+                                                index=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
+    block_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    block_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    carve_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    carve_id: Mapped[str] = mapped_column(String(64), nullable=False)  # the agent's GUID
+    request_id: Mapped[str] = mapped_column(String(255), default="", nullable=False)
+    session_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    max_block: Mapped[int] = mapped_column(Integer, default=-1, nullable=False)  # last block received
+    expired: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class CarveBlock(Base):
+    __tablename__ = "carve_blocks"
+    carve_id: Mapped[int] = mapped_column(ForeignKey("carves.id", ondelete="CASCADE"), primary_key=True)
+    block_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LongBlob, nullable=False)
 
 
 class AppConfig(Base):
