@@ -54,7 +54,13 @@ class FilesystemDestination:
             return
         encoded = b"\n".join(lines) + b"\n"
         with self._lock:
-            self._file_for(len(encoded)).write(encoded)
+            handle = self._file_for(len(encoded))
+            view = memoryview(encoded)
+            while view:  # a raw write may take less than it was given (a signal, a nearly full disk)
+                written = handle.write(view)
+                if not written:
+                    raise OSError(f"cannot write to {self._name}")
+                view = view[written:]
 
     def close(self) -> None:
         with self._lock:
