@@ -127,13 +127,23 @@ async def enroll(request: Request) -> JSONResponse:
     return json_answer(await run_for_agent(state, agent_api.enroll_agent, state, body, kind=WRITES))
 
 
-async def config(request: Request) -> JSONResponse:
+async def _agent_request(request: Request) -> tuple[dict[str, Any], Host] | JSONResponse:
+    """The body and host of a node-key request, or the answer refusing it (a bad body, an unknown key)."""
     body = await _json(request)
     if isinstance(body, str):
         return json_answer({"error": body})
     host = await _host(request, body)
+    if host is None:
+        return json_answer(dict(agent_api.NODE_INVALID))
+    return body, host
+
+
+async def config(request: Request) -> JSONResponse:
+    found = await _agent_request(request)
+    if isinstance(found, JSONResponse):
+        return found
     state = _state(request)
-    answer = None if host is None else await run_for_agent(state, agent_api.host_config, state, host)
+    answer = await run_for_agent(state, agent_api.host_config, state, found[1])
     return json_answer(dict(agent_api.NODE_INVALID) if answer is None else answer)
 
 
@@ -183,12 +193,10 @@ async def distributed_read(request: Request) -> Response:
 
 
 async def distributed_write(request: Request) -> JSONResponse:
-    body = await _json(request)
-    if isinstance(body, str):
-        return json_answer({"error": body})
-    host = await _host(request, body)
-    if host is None:
-        return json_answer(dict(agent_api.NODE_INVALID))
+    found = await _agent_request(request)
+    if isinstance(found, JSONResponse):
+        return found
+    body, host = found
     return json_answer(await agent_api.distributed_write(_state(request), host, body, _public_ip(request)))
 
 
@@ -202,12 +210,10 @@ def _carve_begin(state: ServerState, host: Host, body: dict[str, Any]) -> dict[s
 
 
 async def carve_begin(request: Request) -> JSONResponse:
-    body = await _json(request)
-    if isinstance(body, str):
-        return json_answer({"error": body})
-    host = await _host(request, body)
-    if host is None:
-        return json_answer(dict(agent_api.NODE_INVALID))
+    found = await _agent_request(request)
+    if isinstance(found, JSONResponse):
+        return found
+    body, host = found
     state = _state(request)
     return json_answer(await run_for_agent(state, _carve_begin, state, host, body, kind=WRITES))
 

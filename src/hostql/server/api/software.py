@@ -37,6 +37,13 @@ def _listing(session: DbSession, user: User, paging: ListOptions, team_id: int |
     return software, total
 
 
+def _meta(paging: ListOptions, shown: int, total: int) -> dict[str, bool]:
+    """Fleet's paging ``meta`` for a page of ``shown`` items out of ``total``."""
+    seen = (paging.page or 0) * (paging.per_page or 0) + shown
+    return {"has_next_results": paging.per_page is not None and seen < total,
+            "has_previous_results": bool(paging.page)}
+
+
 @router.get("/software")
 def list_software(session: DbSession, state: State, user: CurrentUser, paging: Paging, team_id: int | None = None,
                   query: str | None = None, vulnerable: bool = False) -> dict[str, Any]:
@@ -50,11 +57,8 @@ def list_software_versions(session: DbSession, state: State, user: CurrentUser, 
                            team_id: int | None = None, query: str | None = None,
                            vulnerable: bool = False) -> dict[str, Any]:
     software, total = _listing(session, user, paging, team_id, query, vulnerable)
-    shown = (paging.page or 0) * (paging.per_page or 0) + len(software)
     return {"count": total, "counts_updated_at": software_service.counts_updated_at(now(state)),
-            "software": software,
-            "meta": {"has_next_results": paging.per_page is not None and shown < total,
-                     "has_previous_results": bool(paging.page)}}
+            "software": software, "meta": _meta(paging, len(software), total)}
 
 
 @router.get("/software/count")
@@ -73,11 +77,8 @@ def list_software_titles(session: DbSession, state: State, user: CurrentUser, pa
     visible = _scope(user, team_id)
     titles, total = software_service.list_titles(session, paging, team_id=team_id, visible_teams=visible,
                                                  query=query, vulnerable=vulnerable)
-    shown = (paging.page or 0) * (paging.per_page or 0) + len(titles)
     return {"count": total, "counts_updated_at": software_service.counts_updated_at(now(state)),
-            "software_titles": titles,
-            "meta": {"has_next_results": paging.per_page is not None and shown < total,
-                     "has_previous_results": bool(paging.page)}}
+            "software_titles": titles, "meta": _meta(paging, len(titles), total)}
 
 
 @router.get("/software/titles/{title_id}")
