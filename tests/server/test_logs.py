@@ -391,3 +391,14 @@ def test_a_report_for_a_host_deleted_behind_the_cache_answers_node_invalid(
     reply = client.post("/api/osquery/log", json={"node_key": key, "log_type": "result", "data": [line]})
     assert reply.status_code == 401 and reply.json().get("node_invalid") is True
     assert _report(database, qid) == []
+
+
+def test_forwarded_only_is_decided_from_the_cache_alone() -> None:
+    from hostql.server.services.logs import LookupCache, forwarded_only
+
+    lookups = LookupCache()
+    assert forwarded_only(lookups, None, [{"name": "pack/osquery-monitoring/schedule"}, {"name": "pack/team-4/q"}])
+    assert not forwarded_only(lookups, None, [{"name": "pack/Global/q"}])  # not looked up yet
+    assert not forwarded_only(lookups, None, [{"name": ["not", "a", "name"]}])  # the full path copes
+    assert forwarded_only(lookups, 4, [{"name": "pack/team-5/q"}])  # another team's query
+    assert not forwarded_only(lookups, 4, [{"name": "pack/team-4/q"}])

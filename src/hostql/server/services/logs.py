@@ -353,10 +353,10 @@ def forwarded_only(lookups: LookupCache, team_id: int | None, lines: Iterable[di
     seen: set[str] = set()
     for line in lines:
         name = line.get("name")
-        if name in seen:
-            continue
         if not isinstance(name, str):
             return False  # left to the full path, which copes with any line
+        if name in seen:
+            continue
         seen.add(name)
         parsed = parse_schedule_name(name)
         if parsed is None or (parsed[0] is not None and parsed[0] != team_id):
