@@ -28,6 +28,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "hostql.server.api.specs",
     "hostql.server.api.packs",
     "hostql.server.api.carves",
+    "hostql.server.api.translate",
     "hostql.server.api.misc",
 )
 

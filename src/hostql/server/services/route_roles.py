@@ -62,6 +62,8 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/carves": "maintainer",  # a carve is a file's contents
     "GET /api/v1/fleet/carves/{carve_id}": "maintainer",
     "GET /api/v1/fleet/carves/{carve_id}/block/{block_id}": "maintainer",
+    # --- api/translate.py -----------------------------------------------------------
+    "POST /api/v1/fleet/translate": "observer",  # users only by their own email unless admin
     # --- api/hosts.py ---------------------------------------------------------------
     "GET /api/v1/fleet/hosts": "observer",
     "GET /api/v1/fleet/hosts/count": "observer",
