@@ -26,13 +26,19 @@ def host_filters(status: str | None = None, query: str | None = None, team_id: i
                  label_id: int | None = None, policy_id: int | None = None,
                  policy_response: str | None = None, low_disk_space: int | None = None,
                  platform: str | None = None, software_version_id: int | None = None,
-                 software_id: int | None = None, software_title_id: int | None = None) -> host_service.HostFilters:
+                 software_id: int | None = None, software_title_id: int | None = None,
+                 os_version_id: int | None = None, os_name: str | None = None,
+                 os_version: str | None = None) -> host_service.HostFilters:
+    if (os_name is None) != (os_version is None):
+        missing = "os_name" if os_name is None else "os_version"
+        raise ValidationFailed("os_name and os_version go together", name=missing)
     return host_service.HostFilters(status=status or None, query=query or None, team_id=team_id,
                                     label_id=label_id, policy_id=policy_id, policy_response=policy_response or None,
                                     low_disk_space=low_disk_space, platform=platform or None,
                                     # software_id: the older name of software_version_id
                                     software_version_id=software_version_id if software_version_id is not None
-                                    else software_id, software_title_id=software_title_id)
+                                    else software_id, software_title_id=software_title_id,
+                                    os_version_id=os_version_id, os_name=os_name, os_version=os_version)
 
 
 Filters = Annotated[host_service.HostFilters, Depends(host_filters)]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from hostql.server.api.deps import CurrentUser, DbSession, State
 from hostql.server.errors import Forbidden
+from hostql.server.services import os_versions as os_version_service
 from hostql.server.services import software as software_service
 from hostql.server.services.authz import READ, can_see_team, require_any, visible_team_ids
 from hostql.server.services.listing import ListOptions, list_options, now
@@ -87,6 +88,27 @@ def get_software_title(session: DbSession, user: CurrentUser, title_id: int,
     visible = _scope(user, team_id)
     return {"software_title": software_service.get_title(session, title_id, team_id=team_id,
                                                           visible_teams=visible)}
+
+
+@router.get("/os_versions")
+def list_os_versions(session: DbSession, state: State, user: CurrentUser, team_id: int | None = None,
+                     platform: str | None = None, os_name: str | None = None,
+                     os_version: str | None = None) -> dict[str, Any]:
+    """The OS versions of the hosts the caller may see, with how many hosts run each."""
+    visible = _scope(user, team_id)
+    found = os_version_service.list_os_versions(session, team_id=team_id, visible_teams=visible,
+                                                platform=platform or None, os_name=os_name, os_version=os_version)
+    return {"count": len(found), "counts_updated_at": software_service.counts_updated_at(now(state)),
+            "os_versions": found, "meta": {"has_next_results": False, "has_previous_results": False}}
+
+
+@router.get("/os_versions/{os_version_id}")
+def get_os_version(session: DbSession, state: State, user: CurrentUser, os_version_id: int,
+                   team_id: int | None = None) -> dict[str, Any]:
+    visible = _scope(user, team_id)
+    return {"counts_updated_at": software_service.counts_updated_at(now(state)),
+            "os_version": os_version_service.get_os_version(session, os_version_id, team_id=team_id,
+                                                            visible_teams=visible)}
 
 
 @router.get("/software/versions/{software_id}")

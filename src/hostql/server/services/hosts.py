@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
 from hostql.server.errors import NotFound, ValidationFailed
-from hostql.server.services import checkin, host_status
+from hostql.server.services import checkin, host_status, os_versions
 from hostql.server.services import labels as label_service
 from hostql.server.services import policies as policy_service
 from hostql.server.services import software as software_service
@@ -69,6 +69,9 @@ class HostFilters:
     platform: str | None = None
     software_version_id: int | None = None  # hosts with this software version
     software_title_id: int | None = None  # hosts with any version of this title (see services/software.py)
+    os_version_id: int | None = None  # see services/os_versions.py
+    os_name: str | None = None  # with os_version: "Ubuntu" and "22.04.3 LTS"
+    os_version: str | None = None
     visible_teams: frozenset[int] | None = None  # None: every host; else hosts of these teams only
 
 
@@ -106,6 +109,9 @@ def apply_filters(stmt: S, session: OrmSession, filters: HostFilters, at: dateti
     if filters.software_version_id is not None:
         stmt = stmt.where(exists().where(HostSoftware.host_id == Host.id,
                                          HostSoftware.software_id == filters.software_version_id))
+    os_condition = os_versions.host_condition(session, filters.os_version_id, filters.os_name, filters.os_version)
+    if os_condition is not None:
+        stmt = stmt.where(os_condition)
     if filters.software_title_id is not None:
         stmt = stmt.where(exists().where(HostSoftware.host_id == Host.id,
                                          HostSoftware.software_id.in_(software_service.title_version_ids(filters.software_title_id))))

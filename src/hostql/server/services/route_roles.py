@@ -55,6 +55,8 @@ ROUTE_ROLES: dict[str, str] = {
     "GET /api/v1/fleet/software/versions": "observer",
     "GET /api/v1/fleet/software/count": "observer",
     "GET /api/v1/fleet/software/titles": "observer",
+    "GET /api/v1/fleet/os_versions": "observer",
+    "GET /api/v1/fleet/os_versions/{os_version_id}": "observer",
     "GET /api/v1/fleet/software/titles/{title_id}": "observer",
     "GET /api/v1/fleet/software/versions/{software_id}": "observer",
     "GET /api/v1/fleet/software/{software_id}": "observer",
