@@ -120,6 +120,6 @@ def test_the_agent_paths_cached_app_config_sees_changes(database: Database,
         connection.execute(text("""UPDATE app_config_json SET json_value = '{"org_info": {}}'"""))
     with database.session() as session:
         assert appconfig.cached_document(session) == {"features": {}}
-    monkeypatch.setattr(appconfig, "CACHE_TTL", 0.0)
+    monkeypatch.setattr(appconfig._documents, "ttl", 0.0)  # the TTL ends at once
     with database.session() as session:
         assert appconfig.cached_document(session) == {"org_info": {}}

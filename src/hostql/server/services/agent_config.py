@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import copy
 import re
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from hostql.server.services.appconfig import DEFAULT_AGENT_OPTIONS
 from hostql.server.services.packs import packs_for_host
-from hostql.server.storage.changes import on_change
+from hostql.server.storage.changes import ChangeCache
 from hostql.server.storage.models import AppConfig, Host, Pack, Query, Team
 
 GLOBAL_PACK = "Global"
@@ -154,16 +152,11 @@ def config_for_host(session: Session, host: Host) -> dict[str, Any]:
     cache when it can: every agent fetches its config every minute or so, and all hosts of a
     team and platform get the same document unless a legacy pack targets them.  Shared:
     callers must not change it."""
-    key = (session.get_bind(), host.team_id, host.platform)
-    generation, now = _generation[0], time.monotonic()
-    hit = _team_configs.get(key)
-    if hit is None or hit[1] != generation or now - hit[0] >= CONFIG_TTL:
-        hit = (now, generation, _TeamConfig.build(session, host.team_id, host.platform))
-        with _cache_lock:
-            if len(_team_configs) > 1000:
-                _team_configs.clear()
-            _team_configs[key] = hit
-    return _compose(hit[2], legacy_packs(session, host) if _enabled_packs_exist(session) else {})
+    engine = session.get_bind()
+    parts = _team_configs.get(engine, (host.team_id, host.platform),
+                              lambda: _TeamConfig.build(session, host.team_id, host.platform))
+    packs_exist = _packs_exist.get(engine, None, lambda: _enabled_packs_exist(session))
+    return _compose(parts, legacy_packs(session, host) if packs_exist else {})
 
 
 @dataclass(frozen=True)
@@ -197,30 +190,15 @@ def _compose(parts: _TeamConfig, legacy: dict[str, Any]) -> dict[str, Any]:
 
 
 CONFIG_TTL = 1.0  # seconds a built document is reused (changes made through this process's ORM: at once)
-_cache_lock = threading.Lock()
-_team_configs: dict[tuple[Any, int | None, str], tuple[float, int, _TeamConfig]] = {}
-_packs_exist: dict[Any, tuple[float, int, bool]] = {}
-_generation = [0]
-
-
-def _changed() -> None:
-    _generation[0] += 1
-
-
 # What the cached parts are built from (legacy packs, which also depend on labels and
 # label membership, are built per host, uncached).
-on_change((Query, Team, AppConfig, Pack), _changed)
+_BUILT_FROM = (Query, Team, AppConfig, Pack)
+_team_configs: ChangeCache[_TeamConfig] = ChangeCache(_BUILT_FROM, CONFIG_TTL)
+_packs_exist: ChangeCache[bool] = ChangeCache(_BUILT_FROM, CONFIG_TTL)
 
 
 def _enabled_packs_exist(session: Session) -> bool:
-    engine, generation, now = session.get_bind(), _generation[0], time.monotonic()
-    hit = _packs_exist.get(engine)
-    if hit is None or hit[1] != generation or now - hit[0] >= CONFIG_TTL:
-        found = session.execute(select(Pack.id).where(Pack.disabled.is_(False)).limit(1)).first() is not None
-        hit = (now, generation, found)
-        with _cache_lock:
-            _packs_exist[engine] = hit
-    return hit[2]
+    return session.execute(select(Pack.id).where(Pack.disabled.is_(False)).limit(1)).first() is not None
 
 
 INTERVAL_OPTIONS = {"distributed_interval": "distributed_interval", "config_refresh": "config_tls_refresh",

@@ -9,16 +9,13 @@ Fleet); :func:`save` stores it.
 from __future__ import annotations
 
 import copy
-import threading
-import time
-import weakref
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
 from hostql.server.errors import ValidationFailed
-from hostql.server.storage.changes import on_change
+from hostql.server.storage.changes import ChangeCache
 from hostql.server.storage.models import AppConfig
 
 DEFAULT_AGENT_OPTIONS: dict[str, Any] = {
@@ -104,17 +101,7 @@ def _row(session: OrmSession) -> AppConfig | None:
 
 
 CACHE_TTL = 1.0  # seconds the agent paths reuse the stored document; changes in this process end it at once
-_cache_lock = threading.Lock()
-# per engine: the tests (and any embedding) may run several databases in one process
-_cached: weakref.WeakKeyDictionary[Any, tuple[float, int, dict[str, Any]]] = weakref.WeakKeyDictionary()
-_generation = [0]
-
-
-def _changed() -> None:
-    _generation[0] += 1
-
-
-on_change((AppConfig,), _changed)
+_documents: ChangeCache[dict[str, Any]] = ChangeCache((AppConfig,), CACHE_TTL)
 
 
 def cached_document(session: OrmSession) -> dict[str, Any]:
@@ -123,16 +110,12 @@ def cached_document(session: OrmSession) -> dict[str, Any]:
     and a JSON parse of the whole document each time).  A change made through the ORM in
     this process is seen at once, other processes' within the TTL.  Shared: callers must
     not change it (copy what they change)."""
-    engine = session.get_bind()
-    generation, now = _generation[0], time.monotonic()
-    hit = _cached.get(engine)
-    if hit is not None and hit[1] == generation and now - hit[0] < CACHE_TTL:
-        return hit[2]
-    row = session.execute(select(AppConfig.json_value).order_by(AppConfig.id).limit(1)).first()
-    document = row[0] if row is not None and isinstance(row[0], dict) else {}
-    with _cache_lock:
-        _cached[engine] = (now, generation, document)
-    return document
+
+    def load() -> dict[str, Any]:
+        row = session.execute(select(AppConfig.json_value).order_by(AppConfig.id).limit(1)).first()
+        return row[0] if row is not None and isinstance(row[0], dict) else {}
+
+    return _documents.get(session.get_bind(), None, load)
 
 
 def stored(session: OrmSession) -> dict[str, Any]:

@@ -10,13 +10,17 @@ cache's TTL ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 _watchers: list[tuple[tuple[type, ...], Callable[[], None]]] = []
+V = TypeVar("V")
 
 
 def on_change(models: tuple[type, ...], callback: Callable[[], None]) -> None:
@@ -39,3 +43,40 @@ def _bulk_statement(orm_state: ORMExecuteState) -> None:
     for models, callback in _watchers:
         if mapper is None or mapper.class_ in models:
             callback()
+
+
+class ChangeCache(Generic[V]):
+    """Values built from rows of ``models``, per database engine and key, reused for ``ttl``
+    seconds and forgotten at once when such a row changes through this process's ORM.
+
+    Made once per module (each registers its :func:`on_change` callback for good).  A value
+    built while a change happened is kept under the generation read before the build, so
+    the next call builds it again.  Engines are held weakly (tests open many databases);
+    each engine keeps at most ``max_keys`` values."""
+
+    def __init__(self, models: tuple[type, ...], ttl: float, max_keys: int = 1000) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._engines: weakref.WeakKeyDictionary[Any, dict[Hashable, tuple[float, int, V]]] = (
+            weakref.WeakKeyDictionary())
+        on_change(models, self._changed)
+
+    def _changed(self) -> None:
+        self._generation += 1
+
+    def get(self, engine: Any, key: Hashable, build: Callable[[], V]) -> V:
+        """The value of ``key`` for ``engine``: cached while current, else ``build()`` (and kept)."""
+        generation, now = self._generation, time.monotonic()
+        values = self._engines.get(engine)
+        hit = values.get(key) if values is not None else None
+        if hit is not None and hit[1] == generation and now - hit[0] < self.ttl:
+            return hit[2]
+        value = build()
+        with self._lock:
+            values = self._engines.setdefault(engine, {})
+            if len(values) >= self.max_keys:
+                values.clear()
+            values[key] = (now, generation, value)
+        return value
