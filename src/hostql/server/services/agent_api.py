@@ -200,14 +200,12 @@ def quick_log(state: ServerState, node_key: str, body: dict[str, Any]) -> dict[s
     router = router_for(state)
     if not router.writes_inline(log_type):
         return None
-    helper = checkin.checkin_for(state)
-    host = helper.cache.get(node_key)
+    host = cached_host(state, node_key)
     if host is None:
         return None
     lines = [line for line in data if isinstance(line, dict)]
     if log_type == RESULT and (prune_due(id(state)) or not forwarded_only(lookups_for(state), host.team_id, lines)):
         return None
-    helper.mark_seen(host, now_for(state))
     router.write(log_type, lines)
     return {}
 
