@@ -89,43 +89,13 @@ class QuickAnswer(Protocol):
         ...
 
 
-class QuickRead:
-    """``distributed/read`` with nothing due, answered by :func:`agent_api.quick_read`."""
+class _QuickAgentAnswer:
+    """What both quick answers share: a plain body within ``limit``, parsed on the event loop, with
+    a node key; :meth:`reply` gives the answer (any error: the full path answers and reports it)."""
 
-    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
+    def __init__(self, owner: Any, limit: int) -> None:
         self.owner = owner  # the FastAPI app: its ``state.hostql`` is read per request (tests replace it)
-        self.limit = (limits or BodyLimits()).osquery
-
-    def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        found = request_headers(headers, self.limit)
-        return found.fits and found.content_encoding is None
-
-    def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes | None:
-        """:data:`EMPTY_READ` itself when nothing is due."""
-        parsed = _json_object(body)
-        node_key = _node_key(parsed, headers, self.limit) if parsed is not None else ""
-        if not node_key:
-            return None
-        try:
-            answer, _ = agent_api.quick_read(self.owner.state.hostql, node_key)
-        except Exception:  # the full path answers (and reports the error as usual)
-            _log.debug("quick distributed read failed; taking the full path", exc_info=True)
-            return None
-        if answer is None:
-            return None
-        if not answer["queries"] and len(answer) == 2:
-            return EMPTY_READ
-        return fastjson.dumps(answer)
-
-
-class QuickLog:
-    """A small ``log`` request of a cached host whose lines need no database (status lines,
-    results of no saved query), handled by :func:`agent_api.quick_log` on the event loop.
-    Larger bodies are parsed in a worker thread by the full path."""
-
-    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
-        self.owner = owner
-        self.limit = min((limits or BodyLimits()).osquery_log, QUICK_LOG_BYTES)
+        self.limit = limit
 
     def may_answer(self, headers: list[tuple[bytes, bytes]]) -> bool:
         found = request_headers(headers, self.limit)
@@ -139,11 +109,41 @@ class QuickLog:
         if not node_key or parsed is None:
             return None
         try:
-            answer = agent_api.quick_log(self.owner.state.hostql, node_key, parsed)
+            return self.reply(self.owner.state.hostql, node_key, parsed)
         except Exception:
-            _log.debug("quick log failed; taking the full path", exc_info=True)
+            _log.debug("%s failed; taking the full path", type(self).__name__, exc_info=True)
             return None
-        return EMPTY_OBJECT if answer is not None else None
+
+    def reply(self, state: Any, node_key: str, parsed: dict[str, Any]) -> bytes | None:
+        raise NotImplementedError
+
+
+class QuickRead(_QuickAgentAnswer):
+    """``distributed/read`` with nothing due, answered by :func:`agent_api.quick_read`."""
+
+    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
+        super().__init__(owner, (limits or BodyLimits()).osquery)
+
+    def reply(self, state: Any, node_key: str, parsed: dict[str, Any]) -> bytes | None:
+        """:data:`EMPTY_READ` itself when nothing is due."""
+        answer, _ = agent_api.quick_read(state, node_key)
+        if answer is None:
+            return None
+        if not answer["queries"] and len(answer) == 2:
+            return EMPTY_READ
+        return fastjson.dumps(answer)
+
+
+class QuickLog(_QuickAgentAnswer):
+    """A small ``log`` request of a cached host whose lines need no database (status lines,
+    results of no saved query), handled by :func:`agent_api.quick_log` on the event loop.
+    Larger bodies are parsed in a worker thread by the full path."""
+
+    def __init__(self, owner: Any, limits: BodyLimits | None = None) -> None:
+        super().__init__(owner, min((limits or BodyLimits()).osquery_log, QUICK_LOG_BYTES))
+
+    def reply(self, state: Any, node_key: str, parsed: dict[str, Any]) -> bytes | None:
+        return EMPTY_OBJECT if agent_api.quick_log(state, node_key, parsed) is not None else None
 
 
 class FastAgentEndpoint:
